@@ -1,0 +1,1 @@
+"""llm-operator: runs LLMs on Kubernetes (LLMDeployment -> KubeRay RayService + monitors)."""

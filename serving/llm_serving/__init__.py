@@ -1,0 +1,1 @@
+"""Serve app for llm-operator: Ray Serve hosting a vLLM engine behind the OpenAI API."""

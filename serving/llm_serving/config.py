@@ -1,0 +1,101 @@
+"""The contract between the operator and the Serve app: the `args` of the Serve application.
+
+The operator renders `serveConfigV2.applications[].args` from `ServeAppConfig`; the app validates the
+same args first thing with `parse_args`. Pydantic only: importing this module never imports Ray or vLLM,
+so the operator can depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONTRACT_VERSION = "v1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSource(_Strict):
+    """Where the weights come from and the name clients use."""
+
+    id: str = Field(min_length=1, max_length=512, description="HF model id, s3://, gs:// URI or local path.")
+    served_name: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Model name in the OpenAI API."
+    )
+
+    @property
+    def name(self) -> str:
+        """The name clients pass as `model`."""
+        return self.served_name or self.id
+
+
+class Autoscaling(_Strict):
+    """Ray Serve autoscaling of the engine deployment (`autoscaling_config`)."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    target_ongoing_requests: float = Field(default=16, gt=0)
+    upscale_delay_s: float = Field(default=30, ge=0)
+    downscale_delay_s: float = Field(default=600, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
+
+
+class Deployment(_Strict):
+    """Serve deployment options of the engine replica."""
+
+    autoscaling: Autoscaling = Autoscaling()
+    max_ongoing_requests: int = Field(default=64, ge=1)
+    accelerator: Literal["GPU", "CPU"] = Field(default="GPU", description="What one replica runs on.")
+    accelerators_per_replica: int = Field(
+        default=1, ge=1, description="GPUs (or CPU bundles) one replica reserves; the tensor-parallel size."
+    )
+
+
+class Lora(_Strict):
+    """Optional multi-LoRA serving."""
+
+    dynamic_lora_loading_path: str = Field(min_length=1, description="s3://, gs:// or local folder of adapters.")
+    max_num_adapters_per_replica: int = Field(default=8, ge=1)
+
+
+class ServeAppConfig(_Strict):
+    """Everything the Serve app needs; rendered by the operator into `serveConfigV2` args."""
+
+    contract: Literal["v1"] = CONTRACT_VERSION
+    model: ModelSource
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="vLLM engine arguments (AsyncEngineArgs names, snake_case)."
+    )
+    deployment: Deployment = Deployment()
+    lora: Lora | None = None
+
+
+class ConfigError(ValueError):
+    """Invalid Serve app args; the message names every bad field by its path under `args`."""
+
+
+def format_errors(error: ValidationError, prefix: str) -> str:
+    """One line per error: `prefix.field.path: message`."""
+    lines = []
+    for item in error.errors():
+        path = ".".join([prefix, *(str(part) for part in item["loc"])])
+        lines.append(f"{path}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_args(args: Mapping[str, Any]) -> ServeAppConfig:
+    """Validate Serve application args; raise `ConfigError` naming each bad field (`args.model.id: ...`)."""
+    try:
+        return ServeAppConfig.model_validate(dict(args))
+    except ValidationError as error:
+        raise ConfigError(format_errors(error, "args")) from None
