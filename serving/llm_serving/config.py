@@ -8,11 +8,11 @@ so the operator can depend on it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONTRACT_VERSION = "v1"
+CONTRACT_VERSION: Final = "v1"
 
 
 class _Strict(BaseModel):
@@ -64,7 +64,9 @@ class Deployment(_Strict):
 class Lora(_Strict):
     """Optional multi-LoRA serving."""
 
-    dynamic_lora_loading_path: str = Field(min_length=1, description="s3://, gs:// or local folder of adapters.")
+    dynamic_lora_loading_path: str = Field(
+        min_length=1, description="s3://, gs:// or local folder of adapters."
+    )
     max_num_adapters_per_replica: int = Field(default=8, ge=1)
 
 

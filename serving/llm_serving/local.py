@@ -1,0 +1,101 @@
+"""Run the Serve app on this machine's CPU: `python -m llm_serving.local --model DIR`.
+
+Starts a private Ray instance (metrics on `--metrics-port`, Serve HTTP on `--port`), deploys
+`build_app` with CPU engine settings, and serves until SIGTERM or SIGINT. Used by the tests, the
+benchmark and the local demo, where it stands in for a GPU worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+# Settings a CPU-only machine needs; set before Ray starts so every Ray process inherits them.
+CPU_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+CPU_ENGINE_KWARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "float32"}
+APP_NAME = "llm"
+
+logger = logging.getLogger("llm_serving.local")
+
+
+def app_args(options: argparse.Namespace) -> dict[str, Any]:
+    """The Serve application args for a one-replica CPU deployment (what the operator would render)."""
+    engine_kwargs = {**CPU_ENGINE_KWARGS, "max_model_len": options.max_model_len}
+    engine_kwargs.update(json.loads(options.engine_kwargs))
+    model: dict[str, Any] = {"id": options.model}
+    if options.served_name:
+        model["served_name"] = options.served_name
+    return {
+        "model": model,
+        "engine_kwargs": engine_kwargs,
+        "deployment": {
+            "accelerator": "CPU",
+            "accelerators_per_replica": 1,
+            "max_ongoing_requests": options.max_ongoing_requests,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        },
+    }
+
+
+def parse_options(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m llm_serving.local", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="model folder (e.g. from llm_serving.tiny_model)")
+    parser.add_argument("--served-name", default=None, help="model name in the OpenAI API")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="Serve HTTP port")
+    parser.add_argument("--metrics-port", type=int, default=8080, help="Ray metrics export port")
+    parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs Ray may schedule")
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--max-ongoing-requests", type=int, default=64)
+    parser.add_argument("--engine-kwargs", default="{}", help="extra vLLM engine arguments as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start Ray and Serve, deploy the app, block until a termination signal, then shut down."""
+    options = parse_options(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for key, value in CPU_ENV.items():
+        os.environ.setdefault(key, value)
+
+    import ray
+    from ray import serve
+
+    from llm_serving.app import build_app
+
+    args = app_args(options)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    ray.init(
+        num_cpus=options.num_cpus,
+        include_dashboard=False,
+        _metrics_export_port=options.metrics_port,
+        log_to_driver=True,
+    )
+    try:
+        serve.start(http_options={"host": options.host, "port": options.port})
+        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+        logger.info("Serving %s on http://%s:%d", args["model"]["id"], options.host, options.port)
+        stop.wait()
+    finally:
+        logger.info("Shutting down")
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
