@@ -1,0 +1,435 @@
+"""A real local Kubernetes control plane on 127.0.0.1, for tests, benchmarks and the demo.
+
+etcd + kube-apiserver (+ kube-controller-manager for garbage collection and service-account tokens),
+with generated certificates, an admin kubeconfig, the upstream KubeRay and prometheus-operator CRDs
+and our own CRD. Binaries come from `KUBEBUILDER_ASSETS` (envtest convention) or are built once from
+the Go module proxy into `~/.cache/llm-operator` by `hack/build-control-plane.sh`.
+
+    python -m llm_operator.devcluster up --state-dir DIR    # start, print the kubeconfig path
+    python -m llm_operator.devcluster down --state-dir DIR  # stop everything it started
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("LLMOP_CACHE", Path.home() / ".cache" / "llm-operator"))
+UPSTREAM_CRD_DIRS = (Path(os.environ.get("LLMOP_UPSTREAM_CRDS", REPO_ROOT.parent / "shared" / "upstream-crds")),)
+KUBERAY_CRDS = ("ray.io_rayservices.yaml", "ray.io_rayclusters.yaml")
+MONITORING_CRDS = ("monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_podmonitors.yaml")
+GO_MODULE_CRDS = {
+    # Fallback when shared/upstream-crds is absent: the same files from the Go module cache.
+    "github.com/ray-project/kuberay/ray-operator@v1.7.0": "config/crd/bases",
+    "github.com/prometheus-operator/prometheus-operator@v0.93.0": "example/prometheus-operator-crd",
+}
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the control-plane executables."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kubectl: Path
+    kube_controller_manager: Path | None = None
+    helm: Path | None = None
+
+
+def find_binaries() -> Binaries:
+    """`KUBEBUILDER_ASSETS` if set, else the build cache (building it on first use)."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets:
+        folder = Path(assets)
+    else:
+        result = subprocess.run(
+            ["bash", str(REPO_ROOT / "hack" / "build-control-plane.sh")],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        folder = Path(result.stdout.strip().splitlines()[-1])
+
+    def optional(name: str) -> Path | None:
+        path = folder / name
+        return path if path.exists() else None
+
+    kubectl = optional("kubectl") or shutil.which("kubectl")
+    if not (folder / "etcd").exists() or not (folder / "kube-apiserver").exists() or not kubectl:
+        raise ControlPlaneError(f"{folder} must hold etcd and kube-apiserver, and kubectl must be found")
+    return Binaries(
+        etcd=folder / "etcd",
+        kube_apiserver=folder / "kube-apiserver",
+        kubectl=Path(kubectl),
+        kube_controller_manager=optional("kube-controller-manager"),
+        helm=optional("helm") or (Path(p) if (p := shutil.which("helm")) else None),
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _make_certs(pki: Path) -> None:
+    """A CA, a serving cert for 127.0.0.1, an admin client cert and the service-account key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=llmop-local-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=pki,
+    )
+    for name, subject, ext in (
+        (
+            "apiserver",
+            "/CN=kube-apiserver",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth",
+        ),
+        ("admin", "/O=system:masters/CN=llmop-admin", "extendedKeyUsage=clientAuth"),
+    ):
+        (pki / f"{name}.ext").write_text(ext + "\n")
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=pki,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+            cwd=pki,
+        )
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def _kubeconfig(path: Path, server: str, pki: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
+            }
+        ],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+        "current-context": "local",
+    }
+    path.write_text(json.dumps(config, indent=2))
+
+
+@dataclass
+class ControlPlane:
+    """A running (or startable) local control plane; a context manager that always cleans up."""
+
+    state_dir: Path
+    binaries: Binaries | None = None
+    with_controller_manager: bool = True
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    server: str = ""
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.state_dir / "pki"
+
+    def start(self, *, install_crds: bool = True) -> ControlPlane:
+        """Start etcd, kube-apiserver and (optionally) kube-controller-manager; wait until ready."""
+        self.binaries = self.binaries or find_binaries()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not (self.pki / "sa.key").exists():
+            _make_certs(self.pki)
+        try:
+            self._start_etcd()
+            self._start_apiserver()
+            _kubeconfig(self.kubeconfig, self.server, self.pki)
+            self._wait_ready()
+            if self.with_controller_manager and self.binaries.kube_controller_manager:
+                self._start_controller_manager()
+            if install_crds:
+                self.install_crds()
+        except BaseException:
+            self.stop()
+            raise
+        (self.state_dir / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
+        return self
+
+    def _spawn(self, name: str, args: Sequence[str]) -> None:
+        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
+        self.processes[name] = subprocess.Popen(
+            list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+    def _start_etcd(self) -> None:
+        assert self.binaries
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--data-dir",
+                str(self.state_dir / "etcd"),
+                "--listen-client-urls",
+                self.etcd_url,
+                "--advertise-client-urls",
+                self.etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
+
+    def apiserver_args(self, port: int) -> list[str]:
+        """kube-apiserver flags: loopback only, RBAC on, service-account tokens signed by our key."""
+        assert self.binaries
+        pki = self.pki
+        return [
+            str(self.binaries.kube_apiserver),
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--etcd-servers={self.etcd_url}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            f"--cert-dir={self.state_dir / 'certs'}",
+        ]
+
+    def _start_apiserver(self, port: int | None = None) -> None:
+        port = port or (int(self.server.rsplit(":", 1)[1]) if self.server else free_port())
+        self.server = f"https://127.0.0.1:{port}"
+        self._spawn("kube-apiserver", self.apiserver_args(port))
+
+    def _start_controller_manager(self) -> None:
+        assert self.binaries and self.binaries.kube_controller_manager
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'ca.crt'}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--concurrent-gc-syncs=5",
+            ],
+        )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return context
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        context = self._ssl_context()
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    log = (self.state_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise ControlPlaneError(f"{name} exited with {process.returncode}:\n{log}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.2)
+        raise ControlPlaneError(f"kube-apiserver not ready after {timeout}s; see {self.state_dir}")
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        """Run kubectl against this control plane; return stdout."""
+        assert self.binaries
+        result = subprocess.run(
+            [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise ControlPlaneError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def install_crds(self, *, kuberay: bool = True, monitoring: bool = True, ours: bool = True) -> None:
+        """Install the upstream CRDs (and ours) with server-side apply; wait until Established."""
+        files = [
+            *upstream_crds(KUBERAY_CRDS if kuberay else ()),
+            *upstream_crds(MONITORING_CRDS if monitoring else ()),
+        ]
+        if ours:
+            files += sorted((REPO_ROOT / "crds").glob("*.yaml"))
+        if not files:
+            return
+        args = [arg for path in files for arg in ("-f", str(path))]
+        self.kubectl("apply", "--server-side", "--force-conflicts", *args)
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+
+    def restart_apiserver(self, downtime: float = 0.0) -> None:
+        """Stop kube-apiserver, wait `downtime` seconds, start it again on the same port."""
+        self._terminate("kube-apiserver")
+        time.sleep(downtime)
+        self._start_apiserver()
+        self._wait_ready()
+
+    def _terminate(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def stop(self) -> None:
+        """Stop every process this control plane started, in reverse order."""
+        for name in reversed(list(self.processes)):
+            self._terminate(name)
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "pids.json").unlink()
+
+    def __enter__(self) -> ControlPlane:
+        return self.start() if not self.processes else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def upstream_crds(names: Sequence[str]) -> list[Path]:
+    """Paths of upstream CRD files: shared/upstream-crds if present, else the Go module cache."""
+    found: list[Path] = []
+    for name in names:
+        for folder in (*UPSTREAM_CRD_DIRS, *_module_crd_dirs()):
+            if (folder / name).exists():
+                found.append(folder / name)
+                break
+        else:
+            raise ControlPlaneError(f"upstream CRD {name} not found in {UPSTREAM_CRD_DIRS} or the Go module cache")
+    return found
+
+
+def _module_crd_dirs() -> Iterator[Path]:
+    for module, subdir in GO_MODULE_CRDS.items():
+        result = subprocess.run(
+            ["go", "mod", "download", "-json", module], capture_output=True, text=True, cwd=CACHE, check=False
+        )
+        if result.returncode == 0:
+            yield Path(json.loads(result.stdout)["Dir"]) / subdir
+
+
+def stop_recorded(state_dir: Path) -> bool:
+    """Stop processes recorded by a detached `up`; True if there were any."""
+    pids_file = state_dir / "pids.json"
+    if not pids_file.exists():
+        return False
+    for pid in reversed(list(json.loads(pids_file.read_text()).values())):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    pids_file.unlink()
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llm_operator.devcluster", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "binaries"])
+    parser.add_argument("--state-dir", type=Path, default=CACHE / "devcluster")
+    args = parser.parse_args(argv)
+    if args.command == "binaries":
+        sys.stdout.write(f"{find_binaries()}\n")
+    elif args.command == "down":
+        sys.stdout.write("stopped\n" if stop_recorded(args.state_dir) else "nothing running\n")
+    else:
+        stop_recorded(args.state_dir)
+        shutil.rmtree(args.state_dir, ignore_errors=True)
+        plane = ControlPlane(args.state_dir).start()
+        sys.stdout.write(f"{plane.kubeconfig}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

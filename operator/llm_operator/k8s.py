@@ -1,0 +1,146 @@
+"""The only module that talks to the Kubernetes API.
+
+Children are written with server-side apply under one field manager; the LLMDeployment's status is
+merge-patched through its status subresource. Secrets are only ever looked up as metadata: the operator
+never reads a Secret's data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from llm_operator import constants as c
+
+log = logging.getLogger(__name__)
+
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a custom resource kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+LLMDEPLOYMENT = Kind(c.GROUP, c.VERSION, c.PLURAL)
+RAYSERVICE = Kind(c.RAY_GROUP, c.RAY_VERSION, c.RAYSERVICE_PLURAL)
+SERVICEMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.SERVICEMONITOR_PLURAL)
+PODMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL)
+KINDS = {"RayService": RAYSERVICE, "ServiceMonitor": SERVICEMONITOR, "PodMonitor": PODMONITOR}
+
+
+def load_config(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client from an explicit kubeconfig, the in-cluster service account, or ~/.kube/config."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Typed, narrow access to the API for the operator: get/apply/delete children, status, Secrets."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it (or its CRD) does not exist."""
+        try:
+            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a child with our field manager, taking over fields we own."""
+        kind = KINDS[body["kind"]]
+        meta = body["metadata"]
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            kind.group,
+            kind.version,
+            meta["namespace"],
+            kind.plural,
+            meta["name"],
+            body,
+            field_manager=c.FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        return result
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> bool:
+        """Delete an object; False if it was already gone."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the LLMDeployment's status subresource."""
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type=MERGE,
+        )
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(LLMDEPLOYMENT, namespace, name)
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether a Secret exists, fetched as metadata only: its data never reaches the operator."""
+        try:
+            response = self.core.read_namespaced_secret(
+                name, namespace, _headers={"Accept": METADATA_ONLY}, _preload_content=False
+            )
+            response.release_conn()
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def served(self, kind: Kind) -> bool:
+        """Whether the API serves this kind now (its CRD is installed and established)."""
+        try:
+            resources = self.custom.get_api_resources(kind.group, kind.version)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(resource.name == kind.plural for resource in resources.resources)

@@ -1,0 +1,286 @@
+"""One idempotent reconcile: validate -> plan -> render -> apply what differs -> status if changed.
+
+No kopf here: handlers call `reconcile()` and post the events it returns. A second call on an unchanged
+object makes no write: children are applied only when the rendered fields differ from the live object,
+and the status is patched only when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from llm_operator import constants as c
+from llm_operator import naming
+from llm_operator.capacity_check import CapacityOutcome, check_capacity
+from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
+from llm_operator.constants import Reason
+from llm_operator.k8s import KINDS, PODMONITOR, RAYSERVICE, SERVICEMONITOR, Kube
+from llm_operator.metrics import observe_phase, reconcile_timer
+from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
+from llm_operator.render.common import Owner
+from llm_operator.render.monitors import render_podmonitor, render_servicemonitor
+from llm_operator.render.rayservice import RayEnv, WorkerShape, render_rayservice
+from llm_operator.settings import Settings
+from llm_operator.status import Observed, Verdict, compute_status, status_patch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event for the LLMDeployment, posted by the caller."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """What one reconcile did: writes made, events to post, the status now."""
+
+    writes: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything reconcile needs besides the object: API access, settings, catalog, clock."""
+
+    kube: Kube
+    settings: Settings
+    catalog: Catalog
+    now: Callable[[], str] = lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _serialized(namespace: str, name: str) -> Iterator[None]:
+    """One reconcile at a time per object (handlers for the object and its children may overlap)."""
+    with _locks_guard:
+        lock = _locks.setdefault((namespace, name), threading.Lock())
+    with lock:
+        yield
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop per-object state of a deleted LLMDeployment."""
+    with _locks_guard:
+        _locks.pop((namespace, name), None)
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """Whether every field we render has the same value live (server defaults may add more)."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and is_subset(value, actual[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+        )
+    return bool(desired == actual) or (str(desired) == str(actual) and type(desired) is not bool)
+
+
+def worker_shape(spec: LLMDeploymentSpec, catalog: Catalog) -> WorkerShape:
+    """GPU worker pod shape from the accelerator catalog; raises CatalogError naming the field."""
+    accelerator = spec.accelerator
+    instance = catalog.instance_for(accelerator.type, accelerator.count, accelerator.instance_type)
+    cpu, memory = worker_resources(instance, accelerator.count)
+    return WorkerShape(
+        gpus=accelerator.count,
+        cpu=cpu,
+        memory=memory,
+        node_selector=catalog.node_selector(accelerator.type, accelerator.instance_type),
+        tolerations=gpu_tolerations(),
+    )
+
+
+def ray_env(spec: LLMDeploymentSpec, settings: Settings) -> RayEnv:
+    return RayEnv(
+        image=spec.image or settings.default_image,
+        ray_version=settings.ray_version,
+        grafana_url=settings.grafana_url,
+        grafana_iframe_url=settings.grafana_iframe_url,
+        prometheus_url=settings.prometheus_url,
+    )
+
+
+def render_children(
+    owner: Owner, spec: LLMDeploymentSpec, settings: Settings, catalog: Catalog, *, monitoring: bool = True
+) -> list[dict[str, Any]]:
+    """Every child of an LLMDeployment (monitors only when enabled and `monitoring` CRDs are served)."""
+    children = [render_rayservice(owner, spec, ray_env(spec, settings), worker_shape(spec, catalog))]
+    if spec.monitoring.enabled and monitoring:
+        children += [render_servicemonitor(owner, spec.monitoring), render_podmonitor(owner, spec.monitoring)]
+    return children
+
+
+def validate(
+    spec_body: Mapping[str, Any],
+    namespace: str,
+    catalog: Catalog,
+    secret_exists: Callable[[str, str], bool] | None = None,
+) -> tuple[LLMDeploymentSpec | None, list[str]]:
+    """Parse and check a spec; every problem as `spec.field.path: message` (Secrets only with a lookup)."""
+    try:
+        spec = parse_spec(dict(spec_body))
+    except SpecError as error:
+        return None, error.errors
+    errors = validate_spec(spec)
+    try:
+        worker_shape(spec, catalog)
+    except CatalogError as error:
+        errors.append(str(error))
+    ref = spec.model.token_secret_ref
+    if secret_exists and ref and not secret_exists(namespace, ref.name):
+        errors.append(
+            f"spec.model.tokenSecretRef.name: Secret '{ref.name}' not found in namespace '{namespace}'"
+        )
+    return spec, errors
+
+
+def _owner(body: Mapping[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
+    if not spec.monitoring.enabled:
+        return False, Verdict(True, Reason.DISABLED, "spec.monitoring.enabled is false")
+    if not (ctx.kube.served(SERVICEMONITOR) and ctx.kube.served(PODMONITOR)):
+        return False, Verdict(
+            False,
+            Reason.CRD_NOT_INSTALLED,
+            "prometheus-operator CRDs (ServiceMonitor, PodMonitor) are not installed",
+        )
+    return True, Verdict(True, Reason.MONITORS_APPLIED, "ServiceMonitor and PodMonitor applied")
+
+
+def _sync_children(
+    ctx: Context, desired: list[dict[str, Any]], known: Mapping[str, dict[str, Any] | None], outcome: Outcome
+) -> dict[str, dict[str, Any] | None]:
+    """Apply each child whose rendered fields differ from the live object; return the live objects."""
+    live: dict[str, dict[str, Any] | None] = {}
+    for body in desired:
+        kind, meta = body["kind"], body["metadata"]
+        actual = known[kind] if kind in known else ctx.kube.get(KINDS[kind], meta["namespace"], meta["name"])
+        if actual is None or not is_subset(body, actual):
+            actual = ctx.kube.apply(body)
+            outcome.writes.append(f"apply {kind}/{meta['name']}")
+        live[kind] = actual
+    return live
+
+
+def _remove_monitors(ctx: Context, owner: Owner, outcome: Outcome) -> None:
+    if not ctx.kube.served(SERVICEMONITOR):
+        return
+    for kind in (SERVICEMONITOR, PODMONITOR):
+        current = ctx.kube.get(kind, owner.namespace, naming.monitor_name(owner.name))
+        if current and current["metadata"].get("labels", {}).get(c.LABEL_DEPLOYMENT) == owner.name:
+            ctx.kube.delete(kind, owner.namespace, naming.monitor_name(owner.name))
+            outcome.writes.append(f"delete {kind.plural}/{owner.name}")
+
+
+def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any], outcome: Outcome) -> None:
+    previous = dict(body.get("status") or {})
+    patch = status_patch(previous, status)
+    outcome.status = status
+    if patch is None:
+        return
+    meta = body["metadata"]
+    ctx.kube.patch_status(meta["namespace"], meta["name"], patch)
+    outcome.writes.append("status")
+    if previous.get("phase") != status["phase"]:
+        kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
+        ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
+        outcome.events.append(Event(kind, status["phase"], ready["message"] or f"phase {status['phase']}"))
+    observe_phase(meta["namespace"], meta["name"], status["phase"])
+
+
+def reconcile(
+    ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict[str, Any] | None] = {}
+) -> Outcome:
+    """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
+
+    `known` may carry children the caller already holds (e.g. from a watch event), saving a GET.
+    """
+    owner = _owner(body)
+    with _serialized(owner.namespace, owner.name), reconcile_timer() as result:
+        outcome = Outcome()
+        generation = int(body["metadata"].get("generation", 1))
+        previous = dict(body.get("status") or {})
+        lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None
+        spec, errors = validate(body["spec"], owner.namespace, ctx.catalog, lookup)
+        now = ctx.now()
+        if errors or spec is None:
+            message = "; ".join(errors)
+            status = compute_status(
+                name=owner.name,
+                namespace=owner.namespace,
+                generation=generation,
+                min_replicas=0,
+                observed=Observed(None, Verdict(False, Reason.INVALID_SPEC), invalid=message),
+                previous=previous,
+                now=now,
+            )
+            already = (
+                _ready_reason(previous) == Reason.INVALID_SPEC
+                and previous.get("observedGeneration") == generation
+            )
+            if not already:
+                outcome.events.append(Event("Warning", Reason.INVALID_SPEC, message))
+            _write_status(ctx, body, status, outcome)
+            result["result"] = "invalid"
+            return outcome
+        capacity: CapacityOutcome = check_capacity(spec, ctx.catalog)
+        monitoring_on, monitoring = _monitoring(ctx, spec)
+        live: Mapping[str, dict[str, Any] | None] = {}
+        if capacity.blocked is None:
+            desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
+            live = _sync_children(ctx, desired, known, outcome)
+            if spec.monitoring.enabled is False:
+                _remove_monitors(ctx, owner, outcome)
+        elif previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason:
+            outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
+        rayservice = live.get("RayService") or (
+            known.get("RayService")
+            if "RayService" in known
+            else ctx.kube.get(RAYSERVICE, owner.namespace, naming.rayservice_name(owner.name))
+        )
+        observed = Observed(
+            rayservice=rayservice,
+            monitoring=monitoring,
+            capacity=capacity.condition,
+            capacity_plan=capacity.plan,
+            blocked=capacity.blocked,
+        )
+        status = compute_status(
+            name=owner.name,
+            namespace=owner.namespace,
+            generation=generation,
+            min_replicas=spec.replicas.min,
+            observed=observed,
+            previous=previous,
+            now=now,
+        )
+        _write_status(ctx, body, status, outcome)
+        result["result"] = "changed" if outcome.writes else "unchanged"
+        return outcome
+
+
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    ready = next((cond for cond in status.get("conditions") or [] if cond.get("type") == "Ready"), None)
+    return ready.get("reason") if ready else None

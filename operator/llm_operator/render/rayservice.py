@@ -1,0 +1,194 @@
+"""The KubeRay RayService: a CPU head and one GPU worker group running the llm_serving app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from llm_operator import constants as c
+from llm_operator import naming
+from llm_operator.models import LLMDeploymentSpec, PodOverrides
+from llm_operator.render.common import Owner, child
+from llm_serving.config import Autoscaling, Deployment, ModelSource, ServeAppConfig
+
+HEAD_RESOURCES = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
+HEAD_PORTS = [
+    {"name": "gcs", "containerPort": 6379},
+    {"name": "dashboard", "containerPort": c.RAY_DASHBOARD_PORT},
+    {"name": "client", "containerPort": 10001},
+    {"name": "serve", "containerPort": c.RAY_SERVE_PORT},
+    {"name": c.RAY_METRICS_PORT_NAME, "containerPort": c.RAY_METRICS_PORT},
+]
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class WorkerShape:
+    """Where and how big one GPU worker pod is, resolved from the accelerator catalog."""
+
+    gpus: int
+    cpu: str
+    memory: str
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(GPU_TOLERATION)])
+
+
+@dataclass(frozen=True)
+class RayEnv:
+    """Operator-wide values rendered into the Ray pods."""
+
+    image: str
+    ray_version: str
+    grafana_url: str | None = None
+    grafana_iframe_url: str | None = None
+    prometheus_url: str | None = None
+
+
+def serve_app_config(spec: LLMDeploymentSpec) -> ServeAppConfig:
+    """The Serve app's args, through the shared contract (validated here, and again by the app)."""
+    engine = spec.engine
+    tensor_parallel = engine.tensor_parallel_size or spec.accelerator.count
+    engine_kwargs: dict[str, Any] = {
+        "tensor_parallel_size": tensor_parallel,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "dtype": engine.dtype,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+    }
+    optional = {
+        "max_model_len": engine.max_model_len,
+        "max_num_seqs": engine.max_num_seqs,
+        "quantization": engine.quantization,
+    }
+    engine_kwargs.update({key: value for key, value in optional.items() if value is not None})
+    engine_kwargs.update(engine.extra_args)
+    replicas = spec.replicas
+    return ServeAppConfig(
+        model=ModelSource(id=spec.model.id, served_name=spec.model.served_name),
+        engine_kwargs=engine_kwargs,
+        deployment=Deployment(
+            autoscaling=Autoscaling(
+                min_replicas=replicas.min,
+                max_replicas=replicas.max,
+                initial_replicas=max(replicas.min, 1) if replicas.min == 0 else None,
+                target_ongoing_requests=replicas.target_ongoing_requests,
+            ),
+            max_ongoing_requests=replicas.max_ongoing_requests,
+            accelerator="GPU",
+            accelerators_per_replica=tensor_parallel,
+        ),
+    )
+
+
+def serve_config(spec: LLMDeploymentSpec) -> str:
+    """`serveConfigV2`: one application, our app builder, args from the contract."""
+    args = serve_app_config(spec).model_dump(mode="json", exclude_none=True)
+    config = {"applications": [{"name": c.SERVE_APP_NAME, "import_path": c.SERVE_IMPORT_PATH, "args": args}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _token_env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
+    ref = spec.model.token_secret_ref
+    if ref is None:
+        return []
+    source = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
+    return [{"name": name, "valueFrom": source} for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
+
+
+def _dashboard_env(env: RayEnv) -> list[dict[str, Any]]:
+    values = {
+        "RAY_GRAFANA_HOST": env.grafana_url,
+        "RAY_GRAFANA_IFRAME_HOST": env.grafana_iframe_url or env.grafana_url,
+        "RAY_PROMETHEUS_HOST": env.prometheus_url,
+    }
+    return [{"name": name, "value": value} for name, value in values.items() if value]
+
+
+def _apply_overrides(pod: dict[str, Any], container: dict[str, Any], overrides: PodOverrides) -> None:
+    if overrides.resources is not None:
+        container["resources"] = overrides.resources.model_dump(exclude_defaults=True)
+    if overrides.node_selector is not None:
+        pod["nodeSelector"] = dict(overrides.node_selector)
+    if overrides.tolerations is not None:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in overrides.tolerations]
+
+
+def _logs_volume() -> tuple[dict[str, Any], dict[str, Any]]:
+    return {"name": "ray-logs", "emptyDir": {}}, {"name": "ray-logs", "mountPath": "/tmp/ray"}
+
+
+def _head(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv) -> dict[str, Any]:
+    volume, mount = _logs_volume()
+    container: dict[str, Any] = {
+        "name": "ray-head",
+        "image": env.image,
+        "ports": HEAD_PORTS,
+        "resources": HEAD_RESOURCES,
+        "volumeMounts": [mount],
+    }
+    if env_vars := _dashboard_env(env):
+        container["env"] = env_vars
+    pod: dict[str, Any] = {"containers": [container], "volumes": [volume]}
+    _apply_overrides(pod, container, spec.head)
+    return {
+        # num-cpus 0: no Serve replica or task is ever scheduled on the CPU head.
+        "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+        "template": {"metadata": {"labels": naming.selector_labels(owner.name)}, "spec": pod},
+    }
+
+
+def _worker_group(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: WorkerShape) -> dict[str, Any]:
+    volume, mount = _logs_volume()
+    gpus = str(shape.gpus)
+    container: dict[str, Any] = {
+        "name": "ray-worker",
+        "image": env.image,
+        "resources": {
+            "requests": {"cpu": shape.cpu, "memory": shape.memory, "nvidia.com/gpu": gpus},
+            "limits": {"memory": shape.memory, "nvidia.com/gpu": gpus},
+        },
+        # Tensor parallelism exchanges tensors through shared memory; the default 64 MiB /dev/shm is too small.
+        "volumeMounts": [mount, {"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    if env_vars := _token_env(spec):
+        container["env"] = env_vars
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [volume, {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+        "nodeSelector": dict(shape.node_selector),
+        "tolerations": [dict(t) for t in shape.tolerations],
+    }
+    _apply_overrides(pod, container, spec.worker)
+    return {
+        "groupName": c.WORKER_GROUP,
+        "replicas": spec.replicas.min,
+        "minReplicas": spec.replicas.min,
+        "maxReplicas": spec.replicas.max,
+        "rayStartParams": {},
+        "template": {"metadata": {"labels": naming.selector_labels(owner.name)}, "spec": pod},
+    }
+
+
+def render_rayservice(
+    owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: WorkerShape
+) -> dict[str, Any]:
+    """The RayService of one LLMDeployment."""
+    body = {
+        "upgradeStrategy": {"type": spec.upgrade_strategy},
+        "serveConfigV2": serve_config(spec),
+        "rayClusterConfig": {
+            "rayVersion": env.ray_version,
+            "enableInTreeAutoscaling": True,
+            "headGroupSpec": _head(owner, spec, env),
+            "workerGroupSpecs": [_worker_group(owner, spec, env, shape)],
+        },
+    }
+    return child(
+        owner,
+        api_version=f"{c.RAY_GROUP}/{c.RAY_VERSION}",
+        kind="RayService",
+        name=naming.rayservice_name(owner.name),
+        component="rayservice",
+        spec=body,
+    )

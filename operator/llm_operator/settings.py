@@ -1,0 +1,65 @@
+"""Operator-wide settings: from `LLMOP_*` environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llm_operator import constants as c
+
+
+class Settings(BaseModel):
+    """Settings that apply to every LLMDeployment this operator manages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_image: str = Field(default=c.DEFAULT_IMAGE, min_length=1)
+    ray_version: str = Field(default=c.DEFAULT_RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    prometheus_url: str | None = None
+    grafana_url: str | None = None
+    grafana_iframe_url: str | None = None
+    catalog_overrides: dict[str, Any] = Field(default_factory=dict)
+    check_secrets: bool = True
+    resync_seconds: float = Field(default=300, gt=0)
+
+
+ENV = {
+    "default_image": "LLMOP_DEFAULT_IMAGE",
+    "ray_version": "LLMOP_RAY_VERSION",
+    "prometheus_url": "LLMOP_PROMETHEUS_URL",
+    "grafana_url": "LLMOP_GRAFANA_URL",
+    "grafana_iframe_url": "LLMOP_GRAFANA_IFRAME_URL",
+    "catalog_overrides": "LLMOP_CATALOG_OVERRIDES",
+    "check_secrets": "LLMOP_CHECK_SECRETS",
+    "resync_seconds": "LLMOP_RESYNC_SECONDS",
+}
+
+
+class SettingsError(ValueError):
+    """An operator setting is invalid; the message names the environment variable."""
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read settings from `LLMOP_*` variables; unset or empty variables keep their defaults."""
+    values: dict[str, Any] = {}
+    for field, variable in ENV.items():
+        raw = environ.get(variable, "")
+        if not raw:
+            continue
+        if field == "catalog_overrides":
+            try:
+                values[field] = json.loads(raw)
+            except json.JSONDecodeError as error:
+                raise SettingsError(f"{variable}: not valid JSON ({error.msg})") from None
+        else:
+            values[field] = raw
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(
+            "; ".join(f"{ENV[str(e['loc'][0])]}: {e['msg']}" for e in error.errors())
+        ) from None
