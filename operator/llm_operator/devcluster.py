@@ -347,6 +347,35 @@ class ControlPlane:
         args = [arg for path in files for arg in ("-f", str(path))]
         self.kubectl("apply", "--server-side", "--force-conflicts", *args)
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+        self._wait_served(files)
+
+    def _wait_served(self, files: Sequence[Path], timeout: float = 30) -> None:
+        """Right after a CRD is Established its storage may still answer 429; wait until lists succeed."""
+        deadline = time.monotonic() + timeout
+        names = [p.name.removesuffix(".yaml").split("_", 1) for p in files if "_" in p.name]
+        pending = [f"{plural}.{group}" for group, plural in names]
+        while pending and time.monotonic() < deadline:
+            result = subprocess.run(
+                [
+                    str(self.binaries.kubectl),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "get",
+                    pending[0],
+                    "-A",
+                    "--request-timeout=5s",
+                    "-o",
+                    "name",
+                ]
+                if self.binaries
+                else [],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode == 0:
+                pending.pop(0)
+            else:
+                time.sleep(0.2)
 
     def restart_apiserver(self, downtime: float = 0.0) -> None:
         """Stop kube-apiserver, wait `downtime` seconds, start it again on the same port."""

@@ -3,12 +3,14 @@
 - create/update/resume of an LLMDeployment -> reconcile (kopf retries errors with backoff);
 - any event of a child (RayService, ServiceMonitor, PodMonitor) -> reconcile its owner, so KubeRay's
   status reaches the LLMDeployment at once and a deleted or hand-edited child is restored;
-- a jittered timer re-checks optional CRDs and drift that no event announces.
+- a timer re-checks objects waiting on what no watch here reports: a token Secret (the operator may not
+  watch Secrets) or the prometheus-operator CRDs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -23,10 +25,19 @@ from llm_operator.settings import from_env
 log = logging.getLogger(__name__)
 LLMD = (c.GROUP, c.VERSION, c.PLURAL)
 MANAGED = {c.LABEL_MANAGED_BY: c.APP_NAME}
+MONITORING_CRDS = {f"{c.SERVICEMONITOR_PLURAL}.{c.MONITORING_GROUP}", f"{c.PODMONITOR_PLURAL}.{c.MONITORING_GROUP}"}
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Same precedence as our API client: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config."""
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     """Build the reconcile context once (kept in kopf's memo) and set the kopf settings we rely on."""
     operator_settings = from_env()
     catalog = Catalog.default().with_overrides(operator_settings.catalog_overrides)
@@ -42,23 +53,27 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 def _post(body: Any, outcome: rc.Outcome) -> None:
     for event in outcome.events:
-        (kopf.warn if event.type == "Warning" else kopf.info)(body, reason=event.reason, message=event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 @kopf.on.resume(*LLMD)
 @kopf.on.create(*LLMD)
 @kopf.on.update(*LLMD)
-def on_llmdeployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def on_llmdeployment(body: kopf.Body, memo: Any, **_: Any) -> None:
     _post(body, rc.reconcile(memo["ctx"], body))
 
 
-@kopf.timer(*LLMD, interval=300, initial_delay=30, idle=30)
-def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _post(body, rc.reconcile(memo["ctx"], body))
+@kopf.timer(*LLMD, interval=from_env().recheck_seconds, idle=1)
+def recheck(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Re-run reconcile for objects waiting on something no watch reports (a Secret, optional CRDs)."""
+    if rc.waits_on_outside(body.get("status") or {}):
+        _post(body, rc.reconcile(memo["ctx"], body))
 
 
 @kopf.on.delete(*LLMD, optional=True)
-def on_delete(namespace: str, name: str, **_: Any) -> None:
+def on_delete(namespace: str | None, name: str, **_: Any) -> None:
+    if namespace is None:
+        return
     rc.forget(namespace, name)
     observe_phase(namespace, name, None)
 
@@ -70,7 +85,7 @@ def _owner_of(body: kopf.Body) -> str | None:
     return None
 
 
-def _on_child(event: dict[str, Any], body: kopf.Body, namespace: str | None, memo: kopf.Memo) -> None:
+def _on_child(event_type: str, body: kopf.Body, namespace: str | None, memo: Any) -> None:
     owner_name = _owner_of(body)
     if owner_name is None or namespace is None:
         return
@@ -79,20 +94,31 @@ def _on_child(event: dict[str, Any], body: kopf.Body, namespace: str | None, mem
     if owner is None or owner["metadata"].get("deletionTimestamp"):
         return
     kind = body["kind"]
-    known = {kind: None if event.get("type") == "DELETED" else dict(body)}
+    known = {kind: None if event_type == "DELETED" else dict(body)}
     _post(owner, rc.reconcile(ctx, owner, known=known))
 
 
+@kopf.on.event(
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", when=lambda name, **_: name in MONITORING_CRDS
+)
+def on_monitoring_crd(memo: Any, **_: Any) -> None:
+    """prometheus-operator CRDs installed or removed: reconcile the deployments whose monitors depend on it."""
+    ctx: rc.Context = memo["ctx"]
+    for owner in ctx.kube.list_deployments():
+        if owner["spec"].get("monitoring", {}).get("enabled", True) and not owner["metadata"].get("deletionTimestamp"):
+            _post(owner, rc.reconcile(ctx, owner))
+
+
 @kopf.on.event(c.RAY_GROUP, c.RAY_VERSION, c.RAYSERVICE_PLURAL, labels=MANAGED)
-def on_rayservice(event: dict[str, Any], body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _on_child(event, body, namespace, memo)
+def on_rayservice(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    _on_child(type, body, namespace, memo)
 
 
 @kopf.on.event(c.MONITORING_GROUP, c.MONITORING_VERSION, c.SERVICEMONITOR_PLURAL, labels=MANAGED)
-def on_servicemonitor(event: dict[str, Any], body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _on_child(event, body, namespace, memo)
+def on_servicemonitor(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    _on_child(type, body, namespace, memo)
 
 
 @kopf.on.event(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL, labels=MANAGED)
-def on_podmonitor(event: dict[str, Any], body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _on_child(event, body, namespace, memo)
+def on_podmonitor(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    _on_child(type, body, namespace, memo)

@@ -8,9 +8,10 @@ never reads a Secret's data.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -45,15 +46,16 @@ KINDS = {"RayService": RAYSERVICE, "ServiceMonitor": SERVICEMONITOR, "PodMonitor
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client from an explicit kubeconfig, the in-cluster service account, or ~/.kube/config."""
+    """An API client: an explicit kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config."""
     configuration = client.Configuration()
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
     if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = 32
     return client.ApiClient(configuration)
 
@@ -69,8 +71,9 @@ class Kube:
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it (or its CRD) does not exist."""
         try:
-            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, name
+            result = cast(
+                dict[str, Any],
+                self.custom.get_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name),
             )
         except ApiException as error:
             if error.status == 404:
@@ -82,25 +85,23 @@ class Kube:
         """Server-side apply of a child with our field manager, taking over fields we own."""
         kind = KINDS[body["kind"]]
         meta = body["metadata"]
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+        result = self.custom.patch_namespaced_custom_object(
             kind.group,
             kind.version,
             meta["namespace"],
             kind.plural,
             meta["name"],
-            body,
+            dict(body),
             field_manager=c.FIELD_MANAGER,
             force=True,
             _content_type=APPLY,
         )
-        return result
+        return cast(dict[str, Any], result)
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
         try:
-            self.custom.delete_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, name
-            )
+            self.custom.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name)
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -119,13 +120,18 @@ class Kube:
             _content_type=MERGE,
         )
 
+    def list_deployments(self) -> list[dict[str, Any]]:
+        """Every LLMDeployment the operator can see (cluster-wide)."""
+        result = cast(dict[str, Any], self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL))
+        return list(result.get("items", []))
+
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(LLMDEPLOYMENT, namespace, name)
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists, fetched as metadata only: its data never reaches the operator."""
         try:
-            response = self.core.read_namespaced_secret(
+            response: Any = self.core.read_namespaced_secret(
                 name, namespace, _headers={"Accept": METADATA_ONLY}, _preload_content=False
             )
             response.release_conn()

@@ -146,9 +146,7 @@ def validate(
         errors.append(str(error))
     ref = spec.model.token_secret_ref
     if secret_exists and ref and not secret_exists(namespace, ref.name):
-        errors.append(
-            f"spec.model.tokenSecretRef.name: Secret '{ref.name}' not found in namespace '{namespace}'"
-        )
+        errors.append(f"spec.model.tokenSecretRef.name: Secret '{ref.name}' not found in namespace '{namespace}'")
     return spec, errors
 
 
@@ -210,9 +208,7 @@ def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any],
     observe_phase(meta["namespace"], meta["name"], status["phase"])
 
 
-def reconcile(
-    ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict[str, Any] | None] = {}
-) -> Outcome:
+def reconcile(ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict[str, Any] | None] = {}) -> Outcome:
     """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
 
     `known` may carry children the caller already holds (e.g. from a watch event), saving a GET.
@@ -237,8 +233,7 @@ def reconcile(
                 now=now,
             )
             already = (
-                _ready_reason(previous) == Reason.INVALID_SPEC
-                and previous.get("observedGeneration") == generation
+                _ready_reason(previous) == Reason.INVALID_SPEC and previous.get("observedGeneration") == generation
             )
             if not already:
                 outcome.events.append(Event("Warning", Reason.INVALID_SPEC, message))
@@ -279,6 +274,16 @@ def reconcile(
         _write_status(ctx, body, status, outcome)
         result["result"] = "changed" if outcome.writes else "unchanged"
         return outcome
+
+
+def waits_on_outside(status: Mapping[str, Any]) -> bool:
+    """Whether the status depends on something no watch reports: a missing Secret or monitoring CRDs."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == c.ConditionType.READY and "tokenSecretRef" in cond.get("message", ""):
+            return True
+        if cond.get("type") == c.ConditionType.MONITORING_READY and cond.get("reason") == Reason.CRD_NOT_INSTALLED:
+            return True
+    return False
 
 
 def _ready_reason(status: Mapping[str, Any]) -> str | None:

@@ -24,7 +24,7 @@ class Settings(BaseModel):
     grafana_iframe_url: str | None = None
     catalog_overrides: dict[str, Any] = Field(default_factory=dict)
     check_secrets: bool = True
-    resync_seconds: float = Field(default=300, gt=0)
+    recheck_seconds: float = Field(default=60, gt=0)
 
 
 ENV = {
@@ -35,7 +35,7 @@ ENV = {
     "grafana_iframe_url": "LLMOP_GRAFANA_IFRAME_URL",
     "catalog_overrides": "LLMOP_CATALOG_OVERRIDES",
     "check_secrets": "LLMOP_CHECK_SECRETS",
-    "resync_seconds": "LLMOP_RESYNC_SECONDS",
+    "recheck_seconds": "LLMOP_RECHECK_SECONDS",
 }
 
 
@@ -60,6 +60,4 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
     try:
         return Settings.model_validate(values)
     except ValidationError as error:
-        raise SettingsError(
-            "; ".join(f"{ENV[str(e['loc'][0])]}: {e['msg']}" for e in error.errors())
-        ) from None
+        raise SettingsError("; ".join(f"{ENV[str(e['loc'][0])]}: {e['msg']}" for e in error.errors())) from None

@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: venv control-plane lint test test-fast demo demo-down crds lock clean
+
+$(INSTALLED): requirements/lock.txt pyproject.toml hack/install-venv.sh
+	@echo "==> installing the pinned environment into $(VENV)/ (first time: ~3 GB of wheels)"
+	bash hack/install-venv.sh
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(INSTALLED)
+
+control-plane:
+	@echo "==> control-plane binaries (built once from the Go module proxy into ~/.cache/llm-operator)"
+	@bash hack/build-control-plane.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MYPYPATH=operator:serving $(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: venv control-plane lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Pure tests only: no control plane, no Ray.
+test-fast: venv
+	$(BIN)/pytest -m "not cluster and not serving and not prometheus" $(PYTEST_ARGS)
+
+demo: venv control-plane
+	$(BIN)/python -m llm_operator.demo up
+
+demo-down:
+	$(BIN)/python -m llm_operator.demo down
+
+crds: venv
+	$(BIN)/python -m llm_operator.crd > crds/llmops.dev_llmdeployments.yaml
+
+lock:
+	bash hack/lock.sh
+
+clean: demo-down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pure builders of an LLMDeployment's children: data in, dicts out; no I/O."""
