@@ -56,9 +56,7 @@ def check_capacity(spec: LLMDeploymentSpec, catalog: Catalog) -> CapacityOutcome
     message = "; ".join(result.messages)
     status = result.to_status()
     if result.verdict == Verdict.FITS:
-        return CapacityOutcome(
-            status, Condition(True, Reason.FITS, message or f"fits on {result.instance.name}")
-        )
+        return CapacityOutcome(status, Condition(True, Reason.FITS, message or f"fits on {result.instance.name}"))
     if result.verdict == Verdict.FITS_WITH_WARNINGS:
         return CapacityOutcome(status, Condition(True, Reason.FITS_WITH_WARNINGS, message))
     if result.verdict == Verdict.UNKNOWN:

@@ -87,18 +87,49 @@ def _karpenter(gpu_name: str, memory_mib: int | None = None) -> dict[str, str]:
 
 
 _ACCELERATORS = (
-    Accelerator(name="A10G", product="NVIDIA A10G", memory_gib=24, usable_gib=23028 / 1024, bf16=True,
-                node_labels=_karpenter("a10g")),
-    Accelerator(name="L4", product="NVIDIA L4", memory_gib=24, usable_gib=23034 / 1024, bf16=True,
-                node_labels=_karpenter("l4")),
-    Accelerator(name="L40S", product="NVIDIA L40S", memory_gib=48, usable_gib=46068 / 1024, bf16=True,
-                node_labels=_karpenter("l40s")),
-    Accelerator(name="A100", product="NVIDIA A100-SXM4-40GB", memory_gib=40, usable_gib=40, bf16=True,
-                node_labels=_karpenter("a100", 40960)),
-    Accelerator(name="A100-80GB", product="NVIDIA A100-SXM4-80GB", memory_gib=80, usable_gib=80, bf16=True,
-                node_labels=_karpenter("a100", 81920)),
-    Accelerator(name="H100", product="NVIDIA H100 80GB HBM3", memory_gib=80, usable_gib=81559 / 1024,
-                bf16=True, node_labels=_karpenter("h100")),
+    Accelerator(
+        name="A10G",
+        product="NVIDIA A10G",
+        memory_gib=24,
+        usable_gib=23028 / 1024,
+        bf16=True,
+        node_labels=_karpenter("a10g"),
+    ),
+    Accelerator(
+        name="L4", product="NVIDIA L4", memory_gib=24, usable_gib=23034 / 1024, bf16=True, node_labels=_karpenter("l4")
+    ),
+    Accelerator(
+        name="L40S",
+        product="NVIDIA L40S",
+        memory_gib=48,
+        usable_gib=46068 / 1024,
+        bf16=True,
+        node_labels=_karpenter("l40s"),
+    ),
+    Accelerator(
+        name="A100",
+        product="NVIDIA A100-SXM4-40GB",
+        memory_gib=40,
+        usable_gib=40,
+        bf16=True,
+        node_labels=_karpenter("a100", 40960),
+    ),
+    Accelerator(
+        name="A100-80GB",
+        product="NVIDIA A100-SXM4-80GB",
+        memory_gib=80,
+        usable_gib=80,
+        bf16=True,
+        node_labels=_karpenter("a100", 81920),
+    ),
+    Accelerator(
+        name="H100",
+        product="NVIDIA H100 80GB HBM3",
+        memory_gib=80,
+        usable_gib=81559 / 1024,
+        bf16=True,
+        node_labels=_karpenter("h100"),
+    ),
 )
 
 # (name, accelerator, gpus, vCPU, memory GiB, USD/hour)
@@ -199,8 +230,10 @@ class Catalog:
             if instance.gpus >= gpus:
                 return instance
         largest = max(candidates, key=lambda i: i.gpus, default=None)
-        has = f"the largest {accelerator} instance ({largest.name}) has {largest.gpus}" if largest else (
-            f"the catalog has no {accelerator} instance type"
+        has = (
+            f"the largest {accelerator} instance ({largest.name}) has {largest.gpus}"
+            if largest
+            else (f"the catalog has no {accelerator} instance type")
         )
         raise CatalogError(f"spec.accelerator.count: {gpus} GPUs per replica, but {has}")
 
@@ -209,17 +242,14 @@ class Catalog:
         if instance is None:
             known = ", ".join(i.name for i in self.instances_of(accelerator)) or "none"
             raise CatalogError(
-                f"spec.accelerator.instanceType: unknown instance type '{name}'; "
-                f"known for {accelerator}: {known}"
+                f"spec.accelerator.instanceType: unknown instance type '{name}'; known for {accelerator}: {known}"
             )
         if instance.accelerator != accelerator:
             raise CatalogError(
                 f"spec.accelerator.instanceType: {name} has {instance.accelerator} GPUs, not {accelerator}"
             )
         if instance.gpus < gpus:
-            raise CatalogError(
-                f"spec.accelerator.count: {gpus} GPUs per replica, but {name} has {instance.gpus}"
-            )
+            raise CatalogError(f"spec.accelerator.count: {gpus} GPUs per replica, but {name} has {instance.gpus}")
         return instance
 
     def node_selector(self, accelerator: str, instance_type: str | None = None) -> dict[str, str]:
@@ -245,9 +275,7 @@ def worker_resources(instance: InstanceType, gpus: int) -> tuple[str, str]:
     gpus` such pods schedule on one node: g5.xlarge, 1 GPU -> 3 CPU, 12Gi.
     """
     if not 1 <= gpus <= instance.gpus:
-        raise CatalogError(
-            f"spec.accelerator.count: {gpus} GPUs per replica, but {instance.name} has {instance.gpus}"
-        )
+        raise CatalogError(f"spec.accelerator.count: {gpus} GPUs per replica, but {instance.name} has {instance.gpus}")
     share = gpus / instance.gpus
     cpu = instance.vcpu - _RESERVED_CPU_BASE - _RESERVED_CPU_FRACTION * instance.vcpu
     memory = instance.memory_gib * (1 - _RESERVED_MEMORY_FRACTION) - _RESERVED_MEMORY_GIB

@@ -114,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             peering_name=args.peering,
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
+            memo=kopf.Memo(namespaces=tuple(args.namespace)),
             liveness_endpoint=args.liveness,
         )
     )
@@ -129,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         action="append",
         default=[],
-        help="watch this namespace (repeatable; glob patterns allowed); default: all namespaces",
+        help="watch this namespace (repeatable); default: all namespaces",
     )
     run.add_argument(
         "--standalone",

@@ -44,9 +44,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     out = {key: _structural(value, defs) for key, value in node.items() if key not in DROP}
     for bound in ("Minimum", "Maximum"):
         # JSON Schema 2020-12 numbers -> OpenAPI v3.0 booleans.
-        if isinstance(out.get(f"exclusive{bound}"), int | float) and not isinstance(
-            out[f"exclusive{bound}"], bool
-        ):
+        if isinstance(out.get(f"exclusive{bound}"), int | float) and not isinstance(out[f"exclusive{bound}"], bool):
             out[bound.lower()] = out.pop(f"exclusive{bound}")
             out[f"exclusive{bound}"] = True
     if out.get("type") == "object" and "properties" in out:

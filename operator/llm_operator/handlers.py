@@ -104,7 +104,7 @@ def _on_child(event_type: str, body: kopf.Body, namespace: str | None, memo: Any
 def on_monitoring_crd(memo: Any, **_: Any) -> None:
     """prometheus-operator CRDs installed or removed: reconcile the deployments whose monitors depend on it."""
     ctx: rc.Context = memo["ctx"]
-    for owner in ctx.kube.list_deployments():
+    for owner in ctx.kube.list_deployments(memo.get("namespaces") or ()):
         if owner["spec"].get("monitoring", {}).get("enabled", True) and not owner["metadata"].get("deletionTimestamp"):
             _post(owner, rc.reconcile(ctx, owner))
 

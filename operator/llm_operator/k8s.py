@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -120,10 +120,16 @@ class Kube:
             _content_type=MERGE,
         )
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        """Every LLMDeployment the operator can see (cluster-wide)."""
-        result = cast(dict[str, Any], self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL))
-        return list(result.get("items", []))
+    def list_deployments(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """LLMDeployments in these namespaces (all namespaces when empty)."""
+        if not namespaces:
+            result = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL)
+            return list(cast(dict[str, Any], result).get("items", []))
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            result = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL)
+            items += cast(dict[str, Any], result).get("items", [])
+        return items
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(LLMDEPLOYMENT, namespace, name)

@@ -58,9 +58,7 @@ def rayservice_verdict(rayservice: dict[str, Any] | None) -> tuple[Phase, Verdic
             return Phase.UPGRADING, Verdict(True, Reason.UPGRADING, upgrading.get("message", ""))
         if app_states & {"UNHEALTHY", "DEPLOY_FAILED"}:
             return Phase.DEGRADED, Verdict(True, Reason.DEGRADED, messages)
-        return Phase.READY, Verdict(
-            True, Reason.SERVING, f"{status.get('numServeEndpoints', 0)} serve endpoint(s)"
-        )
+        return Phase.READY, Verdict(True, Reason.SERVING, f"{status.get('numServeEndpoints', 0)} serve endpoint(s)")
     if "DEPLOY_FAILED" in app_states:
         return Phase.FAILED, Verdict(False, Reason.DEPLOY_FAILED, messages)
     if "UNHEALTHY" in app_states:
@@ -71,9 +69,7 @@ def rayservice_verdict(rayservice: dict[str, Any] | None) -> tuple[Phase, Verdic
 
 def replicas(rayservice: dict[str, Any] | None, default_desired: int) -> tuple[int, int]:
     """(ready, desired) GPU worker replicas of the serving cluster."""
-    cluster = ((rayservice or {}).get("status") or {}).get("activeServiceStatus", {}).get(
-        "rayClusterStatus"
-    ) or {}
+    cluster = ((rayservice or {}).get("status") or {}).get("activeServiceStatus", {}).get("rayClusterStatus") or {}
     ready = int(cluster.get("readyWorkerReplicas") or 0)
     desired = int(cluster.get("desiredWorkerReplicas", default_desired) or 0)
     return ready, desired
@@ -132,9 +128,7 @@ def compute_status(
     status: dict[str, Any] = {
         "phase": str(phase),
         "observedGeneration": generation,
-        "conditions": conditions(
-            verdicts, generation=generation, previous=previous.get("conditions") or [], now=now
-        ),
+        "conditions": conditions(verdicts, generation=generation, previous=previous.get("conditions") or [], now=now),
         "readyReplicas": ready,
         "desiredReplicas": desired,
         "ready": f"{ready}/{desired}",

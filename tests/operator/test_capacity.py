@@ -108,9 +108,7 @@ def test_llama_70b_does_not_fit_on_one_a10g() -> None:
     assert result.weights_gib_per_gpu == pytest.approx(131.42, abs=0.01)
     assert result.kv_cache_tokens is None
     assert len(result.messages) == 1
-    assert result.messages[0].startswith(
-        "spec.accelerator.count: the weights take 131.4 GiB per GPU on 1xA10G"
-    )
+    assert result.messages[0].startswith("spec.accelerator.count: the weights take 131.4 GiB per GPU on 1xA10G")
     assert result.messages[0].endswith("needs ≥ 8xA10G: set spec.accelerator.count: 8 (g5.48xlarge)")
 
 
@@ -213,9 +211,7 @@ def test_quantized_weights() -> None:
 def test_unknown_model_or_quantization_never_blocks() -> None:
     unknown = on("A10G", 1, None, min_replicas=1, max_replicas=2)
     assert unknown.verdict is Verdict.UNKNOWN
-    assert unknown.messages[0].startswith(
-        "spec.model.architecture: the model is not in the operator's catalog"
-    )
+    assert unknown.messages[0].startswith("spec.model.architecture: the model is not in the operator's catalog")
     assert unknown.to_status()["costPerHourMax"] == 2.01  # 2 * $1.006
     assert "weightsGiBPerGPU" not in unknown.to_status()
     compressed = on("A10G", 1, MISTRAL, quantization="compressed-tensors")
@@ -233,12 +229,8 @@ def test_unknown_model_or_quantization_never_blocks() -> None:
         ("A10G", 2, (1, 3), 5.672, 2 * 5.672),  # two 2-GPU replicas share a 4-GPU g5.12xlarge
     ],
 )
-def test_cost(
-    accelerator: str, gpus: int, replicas: tuple[int, int], cost_min: float, cost_max: float
-) -> None:
-    result = on(
-        accelerator, gpus, MISTRAL, max_model_len=8192, min_replicas=replicas[0], max_replicas=replicas[1]
-    )
+def test_cost(accelerator: str, gpus: int, replicas: tuple[int, int], cost_min: float, cost_max: float) -> None:
+    result = on(accelerator, gpus, MISTRAL, max_model_len=8192, min_replicas=replicas[0], max_replicas=replicas[1])
     assert result.cost_per_hour_min == pytest.approx(cost_min)
     assert result.cost_per_hour_max == pytest.approx(cost_max)
 
@@ -288,9 +280,7 @@ def test_facts_from_the_spec() -> None:
     assert facts.head_dim == 128  # 4096 / 32
     with pytest.raises(FactsError, match=r"^spec\.model\.architecture\.numLayers: Field required"):
         ModelFacts.from_spec({"parameters": 7e9, "hiddenSize": 4096, "numAttentionHeads": 32})
-    with pytest.raises(
-        FactsError, match=r"^spec\.model\.architecture: .*must be a multiple of numKeyValueHeads"
-    ):
+    with pytest.raises(FactsError, match=r"^spec\.model\.architecture: .*must be a multiple of numKeyValueHeads"):
         ModelFacts.from_spec(
             {
                 "parameters": 7e9,
@@ -303,9 +293,7 @@ def test_facts_from_the_spec() -> None:
 
 
 def test_unknown_context_is_a_warning() -> None:
-    facts = ModelFacts.from_spec(
-        {"parameters": 7e9, "numLayers": 32, "hiddenSize": 4096, "numAttentionHeads": 32}
-    )
+    facts = ModelFacts.from_spec({"parameters": 7e9, "numLayers": 32, "hiddenSize": 4096, "numAttentionHeads": 32})
     result = on("A10G", 1, facts)
     assert result.verdict is Verdict.FITS_WITH_WARNINGS
     assert result.messages[0].startswith("spec.engine.maxModelLen: unset and the model's context is unknown")

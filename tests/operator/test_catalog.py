@@ -115,9 +115,7 @@ def test_worker_resources(instance_type: str, gpus: int, cpu: str, memory: str) 
 
 
 def test_worker_resources_rejects_more_gpus_than_the_instance_has() -> None:
-    with pytest.raises(
-        CatalogError, match=r"^spec\.accelerator\.count: 2 GPUs per replica, but g5\.xlarge has 1"
-    ):
+    with pytest.raises(CatalogError, match=r"^spec\.accelerator\.count: 2 GPUs per replica, but g5\.xlarge has 1"):
         worker_resources(CATALOG.instance_types["g5.xlarge"], 2)
 
 

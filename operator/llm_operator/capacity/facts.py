@@ -91,8 +91,11 @@ def read_model_config(path: str | Path) -> ModelFacts:
     if not isinstance(config, dict):
         raise FactsError(f"{file}: expected a JSON object")
     config = config.get("text_config", config)  # multimodal configs nest the language model's
-    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-               if not isinstance(config.get(k), int)]
+    missing = [
+        k
+        for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        if not isinstance(config.get(k), int)
+    ]
     if missing:
         raise FactsError(f"{file}: {missing[0]}: required integer missing")
     hidden, layers, heads = config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]
@@ -136,20 +139,44 @@ def _validate(fields: Mapping[str, Any], prefix: str) -> ModelFacts:
 # (ids, parameters, layers, hidden, heads, kv heads, context, vocabulary, mixture-of-experts note)
 _KNOWN_ROWS: tuple[tuple[tuple[str, ...], int, int, int, int, int, int, int, str | None], ...] = (
     (("mistralai/mistral-7b-instruct-v0.2",), 7_241_732_096, 32, 4096, 32, 8, 32768, 32000, None),
-    (("meta-llama/llama-3.1-8b-instruct", "meta-llama/llama-3.1-8b"),
-     8_030_261_248, 32, 4096, 32, 8, 131072, 128256, None),
-    (("meta-llama/llama-3.1-70b-instruct", "meta-llama/llama-3.1-70b"),
-     70_553_706_496, 80, 8192, 64, 8, 131072, 128256, None),
+    (
+        ("meta-llama/llama-3.1-8b-instruct", "meta-llama/llama-3.1-8b"),
+        8_030_261_248,
+        32,
+        4096,
+        32,
+        8,
+        131072,
+        128256,
+        None,
+    ),
+    (
+        ("meta-llama/llama-3.1-70b-instruct", "meta-llama/llama-3.1-70b"),
+        70_553_706_496,
+        80,
+        8192,
+        64,
+        8,
+        131072,
+        128256,
+        None,
+    ),
     (("qwen/qwen2.5-7b-instruct",), 7_615_616_512, 28, 3584, 28, 4, 32768, 152064, None),
     (("qwen/qwen2.5-72b-instruct",), 72_706_203_648, 80, 8192, 64, 8, 32768, 152064, None),
-    (("mistralai/mixtral-8x7b-instruct-v0.1",),
-     46_702_792_704, 32, 4096, 32, 8, 32768, 32000, "8 experts, 2 active"),
+    (("mistralai/mixtral-8x7b-instruct-v0.1",), 46_702_792_704, 32, 4096, 32, 8, 32768, 32000, "8 experts, 2 active"),
 )
 _KNOWN = {
     model_id: ModelFacts(
-        parameters=parameters, num_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-        num_key_value_heads=kv_heads, head_dim=hidden // heads, max_position_embeddings=context,
-        dtype="bfloat16", vocab_size=vocab, moe=moe,
+        parameters=parameters,
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=context,
+        dtype="bfloat16",
+        vocab_size=vocab,
+        moe=moe,
     )
     for ids, parameters, layers, hidden, heads, kv_heads, context, vocab, moe in _KNOWN_ROWS
     for model_id in ids

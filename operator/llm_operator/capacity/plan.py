@@ -120,18 +120,27 @@ def plan(
     if gpus > instance.gpus:
         raise ValueError(f"{instance.name} has {instance.gpus} GPUs, fewer than {gpus}")
     result = CapacityPlan(
-        verdict=Verdict.UNKNOWN, instance=instance, gpus=gpus, min_replicas=min_replicas,
-        max_replicas=max_replicas, cost_per_hour_min=_cost(instance, gpus, min_replicas),
-        cost_per_hour_max=_cost(instance, gpus, max_replicas), max_model_len=max_model_len,
+        verdict=Verdict.UNKNOWN,
+        instance=instance,
+        gpus=gpus,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        cost_per_hour_min=_cost(instance, gpus, min_replicas),
+        cost_per_hour_max=_cost(instance, gpus, max_replicas),
+        max_model_len=max_model_len,
     )
     if facts is None:
-        return replace(result, messages=(
-            "spec.model.architecture: the model is not in the operator's catalog; "
-            "set spec.model.architecture to check that it fits",
-        ))
+        return replace(
+            result,
+            messages=(
+                "spec.model.architecture: the model is not in the operator's catalog; "
+                "set spec.model.architecture to check that it fits",
+            ),
+        )
     quantization = quantization or facts.quantization
     rules: tuple[tuple[str, str | None, Mapping[str, float]], ...] = (
-        ("dtype", dtype, _DTYPE_BYTES), ("quantization", quantization, _QUANTIZED_BYTES)
+        ("dtype", dtype, _DTYPE_BYTES),
+        ("quantization", quantization, _QUANTIZED_BYTES),
     )
     for field, value, known in rules:
         if value is not None and value not in known:
@@ -145,16 +154,22 @@ def plan(
     )
     tp = tensor_parallel_size or gpus
     if gpus % tp:
-        return replace(result, verdict=Verdict.DOES_NOT_FIT, messages=(
-            f"spec.engine.tensorParallelSize: {tp} must divide spec.accelerator.count ({gpus})",
-        ))
+        return replace(
+            result,
+            verdict=Verdict.DOES_NOT_FIT,
+            messages=(f"spec.engine.tensorParallelSize: {tp} must divide spec.accelerator.count ({gpus})",),
+        )
     if not _splits(facts, tp):
         field = "spec.engine.tensorParallelSize" if tensor_parallel_size else "spec.accelerator.count"
         valid = ", ".join(str(n) for n in range(1, _MAX_GPUS + 1) if _splits(facts, n))
-        return replace(result, verdict=Verdict.DOES_NOT_FIT, messages=(
-            f"{field}: {tp} GPUs cannot split the model's {facts.num_attention_heads} attention heads and "
-            f"{facts.num_key_value_heads} key/value heads evenly; use one of {valid}",
-        ))
+        return replace(
+            result,
+            verdict=Verdict.DOES_NOT_FIT,
+            messages=(
+                f"{field}: {tp} GPUs cannot split the model's {facts.num_attention_heads} attention heads and "
+                f"{facts.num_key_value_heads} key/value heads evenly; use one of {valid}",
+            ),
+        )
 
     errors: list[str] = []
     warnings: list[str] = []
@@ -228,8 +243,11 @@ def _memory(facts: ModelFacts, accelerator: Accelerator, gpus: int, tp: int, eng
     weights = (facts.parameters - embeddings) * engine.weight_bytes + embeddings * 2
     stages = gpus // tp
     kv_per_token = (
-        2 * math.ceil(facts.num_layers / stages) * math.ceil(facts.num_key_value_heads / tp)
-        * facts.head_dim * engine.kv_bytes
+        2
+        * math.ceil(facts.num_layers / stages)
+        * math.ceil(facts.num_key_value_heads / tp)
+        * facts.head_dim
+        * engine.kv_bytes
     )
     budget = engine.utilization * accelerator.usable_gib * GIB - RUNTIME_RESERVE_GIB * GIB
     return _Memory(weights=weights / gpus, budget=budget, kv_per_token=kv_per_token)
@@ -258,7 +276,9 @@ def _more_gpus(
         count, instance = fit
         return f"needs ≥ {count}x{accelerator.name}: set spec.accelerator.count: {count} ({instance.name})"
     others = [
-        (found, other) for other in catalog.accelerators.values() if other.name != accelerator.name
+        (found, other)
+        for other in catalog.accelerators.values()
+        if other.name != accelerator.name
         if (found := _smallest_fit(facts, other, catalog=catalog, above=0, engine=engine, length=length))
     ]
     if not others:
@@ -281,24 +301,33 @@ def _round(value: float | None) -> float | None:
 
 def format_table(plan: CapacityPlan) -> str:
     """The plan as aligned plain text, messages last (for `llm-operator check`)."""
+
     def gib(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f} GiB"
 
     instance = plan.instance
-    sequences = "-" if plan.max_concurrent_sequences is None else (
-        f"{plan.max_concurrent_sequences} at maxModelLen {plan.max_model_len}"
+    sequences = (
+        "-"
+        if plan.max_concurrent_sequences is None
+        else (f"{plan.max_concurrent_sequences} at maxModelLen {plan.max_model_len}")
     )
     rows = [
         ("Verdict", str(plan.verdict)),
-        ("Instance", f"{instance.name} ({instance.gpus}x{instance.accelerator}, {instance.vcpu} vCPU, "
-                     f"{instance.memory_gib:g} GiB), {plan.gpus} GPU(s) per replica"),
+        (
+            "Instance",
+            f"{instance.name} ({instance.gpus}x{instance.accelerator}, {instance.vcpu} vCPU, "
+            f"{instance.memory_gib:g} GiB), {plan.gpus} GPU(s) per replica",
+        ),
         ("Weights per GPU", gib(plan.weights_gib_per_gpu)),
         ("KV cache per GPU", gib(plan.kv_cache_gib_per_gpu)),
         ("KV cache tokens", "-" if plan.kv_cache_tokens is None else str(plan.kv_cache_tokens)),
         ("Concurrent sequences", sequences),
-        ("Cost per hour", f"${plan.cost_per_hour_min:.2f} to ${plan.cost_per_hour_max:.2f} for "
-                          f"{plan.min_replicas} to {plan.max_replicas} replicas "
-                          f"({PRICE_REGION} on-demand list prices as of {PRICES_AS_OF})"),
+        (
+            "Cost per hour",
+            f"${plan.cost_per_hour_min:.2f} to ${plan.cost_per_hour_max:.2f} for "
+            f"{plan.min_replicas} to {plan.max_replicas} replicas "
+            f"({PRICE_REGION} on-demand list prices as of {PRICES_AS_OF})",
+        ),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]

@@ -170,9 +170,7 @@ def _worker_group(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: Wor
     }
 
 
-def render_rayservice(
-    owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: WorkerShape
-) -> dict[str, Any]:
+def render_rayservice(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: WorkerShape) -> dict[str, Any]:
     """The RayService of one LLMDeployment."""
     body = {
         "upgradeStrategy": {"type": spec.upgrade_strategy},
