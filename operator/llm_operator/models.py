@@ -6,6 +6,7 @@ the schema cannot express are checked by `validate_spec`, which names every bad 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,13 +35,18 @@ Quantity = Annotated[str, StringConstraints(pattern=QUANTITY, max_length=32)]
 
 
 class SpecModel(BaseModel):
-    """Base: camelCase field names in YAML, unknown fields rejected, immutable."""
+    """Base: camelCase field names in YAML, unknown fields rejected, immutable.
+
+    Strict like the API server's schema: "4" is not an integer and "yes" is not a boolean, so
+    `llm-operator check` rejects what `kubectl apply` would.
+    """
 
     model_config = ConfigDict(
         alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        strict=True,
     )
 
 
@@ -60,7 +66,8 @@ class SecretKeyRef(SpecModel):
 class Architecture(SpecModel):
     """Model facts for the GPU-fit check when the model is not in the operator's catalog."""
 
-    parameters: float = Field(gt=0, le=1e13, description="Number of parameters (e.g. 7.24e9).")
+    # Not strict: PyYAML reads `70.6e9` (no exponent sign) as a string where kubectl reads a number.
+    parameters: float = Field(gt=0, le=1e13, strict=False, description="Number of parameters (e.g. 7.24e9).")
     num_layers: int = Field(ge=1, le=1024, description="Transformer layers (num_hidden_layers).")
     hidden_size: int = Field(ge=1, le=1_000_000, description="Hidden size.")
     num_attention_heads: int = Field(ge=1, le=4096, description="Attention heads.")
@@ -273,8 +280,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
-def parse_spec(spec: dict[str, Any]) -> LLMDeploymentSpec:
-    """Parse a spec as stored by the API server; raise `SpecError` naming every bad field."""
+def parse_spec(spec: Any) -> LLMDeploymentSpec:
+    """Parse a spec as stored by the API server (or any YAML value); raise `SpecError` naming every bad field."""
     try:
         return LLMDeploymentSpec.model_validate(spec)
     except ValidationError as error:
@@ -302,6 +309,12 @@ def validate_spec(spec: LLMDeploymentSpec) -> list[str]:
             errors.append(f"spec.engine.extraArgs.{key}: set by the operator from spec.model")
         elif not key.isidentifier() or not key.islower():
             errors.append(f"spec.engine.extraArgs.{key}: not a vLLM engine argument name (snake_case expected)")
+    for key, value in spec.monitoring.labels.items():
+        # These become metadata.labels of the monitors; the API server would reject those writes forever.
+        if not _label_key(key):
+            errors.append(f"spec.monitoring.labels.{key[:80]}: not a valid label key")
+        if len(value) > 63 or not re.fullmatch(LABEL_VALUE, value):
+            errors.append(f"spec.monitoring.labels.{key[:80]}: not a valid label value (at most 63 characters)")
     for role in ("head", "worker"):
         resources = getattr(spec, role).resources
         if resources:
@@ -309,6 +322,16 @@ def validate_spec(spec: LLMDeploymentSpec) -> list[str]:
                 if name in resources.requests and _quantity(resources.requests[name]) > _quantity(limit):
                     errors.append(f"spec.{role}.resources.requests.{name}: larger than its limit {limit}")
     return errors
+
+
+LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+
+
+def _label_key(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not re.fullmatch(DNS_SUBDOMAIN, prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(re.fullmatch(LABEL_VALUE, name))
 
 
 _SUFFIX = {
