@@ -20,11 +20,10 @@ from llm_operator import naming
 from llm_operator.capacity_check import CapacityOutcome, check_capacity
 from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
 from llm_operator.constants import Reason
-from llm_operator.k8s import CONFIGMAP, KINDS, PODMONITOR, RAYSERVICE, SERVICEMONITOR, Kube
+from llm_operator.k8s import KINDS, PODMONITOR, RAYSERVICE, SERVICEMONITOR, Kube
 from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
 from llm_operator.render.common import Owner
-from llm_operator.render.dashboards import DashboardTarget, configmap_name, render_dashboard_configmap
 from llm_operator.render.monitors import render_podmonitor, render_servicemonitor
 from llm_operator.render.rayservice import RayEnv, WorkerShape, render_rayservice
 from llm_operator.settings import Settings
@@ -119,23 +118,13 @@ def ray_env(spec: LLMDeploymentSpec, settings: Settings) -> RayEnv:
     )
 
 
-def dashboard_target(settings: Settings) -> DashboardTarget:
-    return DashboardTarget(
-        namespace=settings.dashboard_namespace,
-        label=settings.dashboard_label,
-        label_value=settings.dashboard_label_value,
-    )
-
-
 def render_children(
     owner: Owner, spec: LLMDeploymentSpec, settings: Settings, catalog: Catalog, *, monitoring: bool = True
 ) -> list[dict[str, Any]]:
-    """Every child of an LLMDeployment (monitors and dashboards only when enabled and `monitoring` CRDs are served)."""
+    """Every child of an LLMDeployment (monitors only when enabled and `monitoring` CRDs are served)."""
     children = [render_rayservice(owner, spec, ray_env(spec, settings), worker_shape(spec, catalog))]
     if spec.monitoring.enabled and monitoring:
         children += [render_servicemonitor(owner, spec.monitoring), render_podmonitor(owner, spec.monitoring)]
-        if spec.monitoring.dashboards:
-            children.append(render_dashboard_configmap(owner, spec, dashboard_target(settings)))
     return children
 
 
@@ -203,65 +192,6 @@ def _remove_monitors(ctx: Context, owner: Owner, outcome: Outcome) -> None:
             outcome.writes.append(f"delete {kind.plural}/{owner.name}")
 
 
-def _dashboard_namespaces(ctx: Context, owner: Owner) -> list[str]:
-    """Every namespace a dashboard of this deployment may be in (its own, and the configured one)."""
-    return sorted({owner.namespace, ctx.settings.dashboard_namespace or owner.namespace})
-
-
-def _remove_dashboards(ctx: Context, owner: Owner, outcome: Outcome, keep: Mapping[str, str] = {}) -> None:
-    """Delete this deployment's dashboard ConfigMaps except the one in `keep` (namespace -> name)."""
-    name = configmap_name(owner)
-    for namespace in _dashboard_namespaces(ctx, owner):
-        if keep.get(namespace) == name:
-            continue
-        current = ctx.kube.get(CONFIGMAP, namespace, name)
-        labels = (current or {}).get("metadata", {}).get("labels") or {}
-        if current and labels.get(c.LABEL_OWNER_NAMESPACE) == owner.namespace:
-            ctx.kube.delete(CONFIGMAP, namespace, name)
-            outcome.writes.append(f"delete configmaps/{namespace}/{name}")
-
-
-def _set_finalizer(ctx: Context, body: Mapping[str, Any], present: bool, outcome: Outcome) -> None:
-    """Add or remove our finalizer; it exists only while a dashboard sits outside the owner's namespace."""
-    meta = body["metadata"]
-    finalizers = list(meta.get("finalizers") or [])
-    if (c.FINALIZER_DASHBOARDS in finalizers) == present:
-        return
-    wanted = [*finalizers, c.FINALIZER_DASHBOARDS] if present else [f for f in finalizers if f != c.FINALIZER_DASHBOARDS]
-    ctx.kube.set_finalizers(meta["namespace"], meta["name"], wanted, meta["resourceVersion"])
-    outcome.writes.append(f"{'add' if present else 'remove'} finalizer")
-
-
-def _sync_dashboards(
-    ctx: Context, body: Mapping[str, Any], owner: Owner, desired: list[dict[str, Any]], outcome: Outcome
-) -> list[dict[str, Any]]:
-    """Hold the finalizer before a dashboard leaves the owner's namespace; prune stale dashboards.
-
-    Returns the children still to apply (all of `desired`).
-    """
-    dashboards = {d["metadata"]["namespace"]: d["metadata"]["name"] for d in desired if d["kind"] == "ConfigMap"}
-    outside = any(namespace != owner.namespace for namespace in dashboards)
-    if outside:
-        _set_finalizer(ctx, body, True, outcome)
-    if not dashboards or ctx.settings.dashboard_namespace not in (None, owner.namespace):
-        _remove_dashboards(ctx, owner, outcome, keep=dashboards)
-    if not outside:
-        _set_finalizer(ctx, body, False, outcome)
-    return desired
-
-
-def finalize(ctx: Context, body: Mapping[str, Any]) -> Outcome:
-    """On deletion: delete dashboards no ownerReference reaches, then release our finalizer."""
-    owner = _owner(body)
-    outcome = Outcome()
-    if c.FINALIZER_DASHBOARDS not in (body["metadata"].get("finalizers") or []):
-        return outcome
-    with _serialized(owner.namespace, owner.name):
-        _remove_dashboards(ctx, owner, outcome)
-        _set_finalizer(ctx, body, False, outcome)
-    return outcome
-
-
 def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any], outcome: Outcome) -> None:
     previous = dict(body.get("status") or {})
     patch = status_patch(previous, status)
@@ -315,7 +245,6 @@ def reconcile(ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict
         live: Mapping[str, dict[str, Any] | None] = {}
         if capacity.blocked is None:
             desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
-            desired = _sync_dashboards(ctx, body, owner, desired, outcome)
             live = _sync_children(ctx, desired, known, outcome)
             if spec.monitoring.enabled is False:
                 _remove_monitors(ctx, owner, outcome)
