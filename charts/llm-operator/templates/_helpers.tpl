@@ -1,0 +1,111 @@
+{{/* Chart name, capped for the 63-character label limit. */}}
+{{- define "llm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or the release name when it already contains the chart name. */}}
+{{- define "llm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator Pod: stable across upgrades. */}}
+{{- define "llm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Standard labels on every object of the release. */}}
+{{- define "llm-operator.labels" -}}
+helm.sh/chart: {{ include "llm-operator.chart" . }}
+{{ include "llm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: llm-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "llm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Rules on the objects the operator manages, granted in each watched namespace (or cluster-wide).
+Every verb here is one the operator or kopf really uses; see the chart README for why.
+*/}}
+{{- define "llm-operator.namespacedRules" -}}
+# kopf lists/watches LLMDeployments and patches them (finalizer, last-handled-configuration annotation);
+# the operator gets one by name when a child changes.
+- apiGroups: ["llmops.dev"]
+  resources: ["llmdeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# The operator and kopf merge-patch the status subresource.
+- apiGroups: ["llmops.dev"]
+  resources: ["llmdeployments/status"]
+  verbs: ["patch"]
+# Children carry ownerReferences with blockOwnerDeletion: clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin require update on the owner's finalizers.
+- apiGroups: ["llmops.dev"]
+  resources: ["llmdeployments/finalizers"]
+  verbs: ["update"]
+# Children: watched by kopf, read, written by server-side apply (a patch, also when it creates), and
+# deleted (monitors, when monitoring is switched off).
+- apiGroups: ["ray.io"]
+  resources: ["rayservices"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors", "podmonitors"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
+# kopf posts Events (create only; it never updates them).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if .Values.rbac.secretsGet }}
+# The token Secret of spec.model.tokenSecretRef is looked up as metadata only; never list or watch.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
+{{- end }}
+
+{{/* ConfigMap rules for the generated Grafana dashboards. */}}
+{{- define "llm-operator.dashboardRules" -}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
+
+{{/* Whether dashboard ConfigMaps live next to the LLMDeployments (no dedicated namespace). */}}
+{{- define "llm-operator.dashboardsInWatched" -}}
+{{- if and .Values.dashboards.enabled (not .Values.dashboards.namespace) }}true{{ end }}
+{{- end }}
+
+{{/* Fail early on combinations that would leave the operator failing with 403s. */}}
+{{- define "llm-operator.validate" -}}
+{{- if and .Values.rbac.create (not .Values.rbac.secretsGet) .Values.settings.checkSecrets }}
+{{- fail "rbac.secretsGet=false needs settings.checkSecrets=false: without get on Secrets the operator cannot check spec.model.tokenSecretRef" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
+{{- end }}
+{{- end }}
