@@ -79,9 +79,7 @@ async def generate(body: LegacyGenerateRequest, raw_request: Request) -> Respons
 
     state = raw_request.app.state
     model = state.openai_serving_models.base_model_paths[0].name
-    result = await state.openai_serving_completion.create_completion(
-        _completion_request(body, model), raw_request
-    )
+    result = await state.openai_serving_completion.create_completion(_completion_request(body, model), raw_request)
     if isinstance(result, ErrorResponse):
         return JSONResponse(content=result.model_dump(), status_code=result.error.code)
     if isinstance(result, CompletionResponse):

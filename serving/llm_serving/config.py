@@ -64,9 +64,7 @@ class Deployment(_Strict):
 class Lora(_Strict):
     """Optional multi-LoRA serving."""
 
-    dynamic_lora_loading_path: str = Field(
-        min_length=1, description="s3://, gs:// or local folder of adapters."
-    )
+    dynamic_lora_loading_path: str = Field(min_length=1, description="s3://, gs:// or local folder of adapters.")
     max_num_adapters_per_replica: int = Field(default=8, ge=1)
 
 

@@ -49,9 +49,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def vllm_args(config: ServeAppConfig) -> argparse.Namespace:
     """The `vllm serve` arguments for `config`; unknown `engine_kwargs` raise `ConfigError`."""
-    namespace = _serve_parser().parse_args(
-        ["--model", config.model.id, "--served-model-name", config.model.name]
-    )
+    namespace = _serve_parser().parse_args(["--model", config.model.id, "--served-model-name", config.model.name])
     unknown = sorted(key for key in config.engine_kwargs if not hasattr(namespace, key))
     if unknown:
         raise ConfigError(

@@ -23,6 +23,9 @@ CPU_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "HF_HUB_OFFLINE": "1",
 }
+# Ray Serve's HAProxy ingress: HAProxy on `--port` forwards straight to the HTTP server inside the
+# replica that hosts the engine, so no Python proxy hop sits in the token path (see bench/RESULTS.md).
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 CPU_ENGINE_KWARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "float32"}
 APP_NAME = "llm"
 
@@ -59,6 +62,13 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs Ray may schedule")
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--max-ongoing-requests", type=int, default=64)
+    parser.add_argument(
+        "--ingress",
+        choices=["haproxy", "proxy"],
+        default="haproxy",
+        help="haproxy: Serve's HAProxy ingress straight to the replica; proxy: Serve's Python proxy",
+    )
+    parser.add_argument("--temp-dir", default=None, help="Ray's session folder (logs); default Ray's")
     parser.add_argument("--engine-kwargs", default="{}", help="extra vLLM engine arguments as JSON")
     return parser.parse_args(argv)
 
@@ -67,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     """Start Ray and Serve, deploy the app, block until a termination signal, then shut down."""
     options = parse_options(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for key, value in CPU_ENV.items():
+    env = {**CPU_ENV, **(HAPROXY_ENV if options.ingress == "haproxy" else {})}
+    for key, value in env.items():
         os.environ.setdefault(key, value)
 
     import ray
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         include_dashboard=False,
         _metrics_export_port=options.metrics_port,
         log_to_driver=True,
+        _temp_dir=options.temp_dir,
     )
     try:
         serve.start(http_options={"host": options.host, "port": options.port})

@@ -1,0 +1,123 @@
+"""Fixtures for the serving tests: the tiny model and ONE real Ray Serve + vLLM app for the session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llm_serving.tiny_model import build_tiny_model
+
+SERVED_NAME = "tiny"
+MAX_MODEL_LEN = 4096
+# A value that must never appear in any log line: the app gets it as HF_TOKEN.
+HF_TOKEN_SENTINEL = "hf_sentinelDoNotLog1234567890"
+STARTUP_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class ServingApp:
+    """The running app: its URLs and its Ray session folder (logs)."""
+
+    base_url: str
+    metrics_url: str
+    ray_dir: Path
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(request: pytest.FixtureRequest) -> Path:
+    """The tiny model, cached across sessions in pytest's cache folder."""
+    return build_tiny_model(request.config.cache.mkdir("llm-serving") / "tiny-model")
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"serving app exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    pytest.fail(f"serving app not ready after {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def serving_app(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingApp]:
+    """`python -m llm_serving.local` on the tiny model: real Ray Serve, real vLLM on the CPU."""
+    work = tmp_path_factory.mktemp("serving")
+    # Ray's socket paths must stay short, so its session folder lives directly under /tmp.
+    ray_dir = Path(tmp_path_factory.getbasetemp().root) / "tmp" / f"ray-serving-{os.getpid()}"
+    port, metrics_port = _free_port(), _free_port()
+    log_path = work / "app.log"
+    env = {
+        **os.environ,
+        "HF_TOKEN": HF_TOKEN_SENTINEL,
+        "RAY_metrics_report_interval_ms": "1000",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "llm_serving.local",
+        "--model",
+        str(tiny_model),
+        "--served-name",
+        SERVED_NAME,
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--temp-dir",
+        str(ray_dir),
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(process, base_url, log_path)
+        yield ServingApp(base_url, f"http://127.0.0.1:{metrics_port}/metrics", ray_dir, log_path)
+    finally:
+        _stop(process)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def openai_client(serving_app: ServingApp) -> Iterator[object]:
+    """The official OpenAI SDK pointed at the app."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{serving_app.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    yield client
+    client.close()
