@@ -97,7 +97,8 @@ def test_namespaced_mode_keeps_only_crd_reads_cluster_wide(helm: Helm) -> None:
     objects = documents(helm.template("rel", "ops", "-f", str(CHART / "ci" / "namespaced-values.yaml")))
     cluster_role = next(obj for obj in objects if obj["kind"] == "ClusterRole")
     assert cluster_role["rules"] == [
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]}
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
     roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects if o["kind"] == "Role"}
     assert set(roles) == {
@@ -188,7 +189,7 @@ def test_install_upgrade_uninstall(helm: Helm, cluster: Cluster, namespace: str)
     role = json.loads(cluster.kubectl("get", "role", fullname, "-n", namespace, "-o", "json"))
     assert any("rayservices" in rule["resources"] for rule in role["rules"])
     rules = json.loads(cluster.kubectl("get", "clusterrole", fullname, "-o", "json"))["rules"]
-    assert [rule["resources"] for rule in rules] == [["customresourcedefinitions"]]
+    assert [rule["resources"] for rule in rules] == [["customresourcedefinitions"], ["namespaces"]]
     history = helm.run("history", release, "-n", namespace, "-o", "json").stdout
     assert [entry["status"] for entry in json.loads(history)] == ["superseded", "deployed"]
 

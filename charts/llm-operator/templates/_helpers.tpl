@@ -68,14 +68,14 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 - apiGroups: ["llmops.dev"]
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
-# Children: watched by kopf, read, written by server-side apply (a patch, also when it creates), and
-# deleted (monitors, when monitoring is switched off).
+# Children: watched by kopf, read, written by server-side apply (a patch, authorized as create when the
+# object does not exist yet), and deleted (monitors, when monitoring is switched off).
 - apiGroups: ["ray.io"]
   resources: ["rayservices"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors", "podmonitors"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # kopf posts Events (create only; it never updates them).
 - apiGroups: [""]
   resources: ["events"]

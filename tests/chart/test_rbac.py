@@ -1,0 +1,174 @@
+"""The operator runs as the chart's ServiceAccount with exactly the chart's RBAC (the API server enforces it).
+
+Each test installs the chart, then runs `llm-operator run` locally with the installed Deployment's args and
+environment and a TokenRequest token of the chart's ServiceAccount, so every API call is authorized as it
+would be in the Pod.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.chart.conftest import Helm, can_i
+from tests.conftest import OperatorProcess
+from tests.kubeutil import Cluster, llmd, wait_for
+
+RS = ("ray.io", "v1", "rayservices")
+SM = ("monitoring.coreos.com", "v1", "servicemonitors")
+PM = ("monitoring.coreos.com", "v1", "podmonitors")
+LD = ("llmops.dev", "v1alpha1", "llmdeployments")
+RunAsChart = Callable[[Cluster, str, str], OperatorProcess]
+
+
+def release_name(namespace: str, prefix: str) -> str:
+    return f"{prefix}{namespace[-5:]}"
+
+
+def wait_logged(operator: OperatorProcess, probe: Callable[[], object], *, timeout: float = 30, what: str) -> object:
+    """wait_for, with the operator's log tail in the failure message."""
+    try:
+        return wait_for(probe, timeout=timeout, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n--- operator log (tail) ---\n{operator.output()[-4000:]}") from None
+
+
+def forbidden_lines(operator: OperatorProcess) -> list[str]:
+    return [line for line in operator.output().splitlines() if "403" in line or "orbidden" in line]
+
+
+def test_operator_as_chart_service_account_full_lifecycle(
+    helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart
+) -> None:
+    release = release_name(namespace, "c")
+    account = f"{release}-llm-operator"
+    helm.install(release, namespace)
+    # Least privilege, as the authorizer sees it: what the operator needs, and nothing close to it.
+    assert can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-A")
+    assert can_i(cluster, namespace, account, "create", "rayservices.ray.io", "-A")
+    assert can_i(cluster, namespace, account, "get", "secrets", "-A")
+    for verb, resource in (
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("update", "rayservices.ray.io"),
+        ("update", "llmdeployments.llmops.dev"),
+        ("delete", "llmdeployments.llmops.dev"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("list", "namespaces"),
+        ("list", "pods"),
+        ("create", "events.events.k8s.io"),
+    ):
+        assert not can_i(cluster, namespace, account, verb, resource, "-A"), f"{verb} {resource} is granted"
+
+    operator = run_as_chart(cluster, namespace, account)
+    apps = f"{namespace}-x"[:63]
+    cluster.kubectl("create", "namespace", apps)
+    try:
+        cluster.kubectl("create", "secret", "generic", "hf", "-n", apps, "--from-literal=token=hf_x")
+        cluster.apply(
+            llmd("m", apps, model={"id": "mistralai/Mistral-7B-Instruct-v0.2", "tokenSecretRef": {"name": "hf"}})
+        )
+        found = wait_logged(
+            operator,
+            lambda: all(cluster.get(*gvr, apps, "m") for gvr in (RS, SM, PM)),
+            timeout=30,
+            what="RayService, ServiceMonitor and PodMonitor created through server-side apply",
+        )
+        assert found
+        status = wait_logged(
+            operator, lambda: (cluster.get(*LD, apps, "m") or {}).get("status", {}).get("phase"), what="status"
+        )
+        assert status == "Pending"
+        events = wait_logged(
+            operator,
+            lambda: cluster.kubectl("get", "events", "-n", apps, "--field-selector", "involvedObject.name=m").strip(),
+            what="an Event posted by the operator",
+        )
+        assert "Pending" in events
+
+        cluster.kubectl("patch", "llmd", "m", "-n", apps, "--type=merge", "-p", '{"spec":{"replicas":{"max":3}}}')
+        wait_logged(
+            operator,
+            lambda: cluster.get(*RS, apps, "m")["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 3,
+            what="update propagated to the RayService",
+        )
+        wait_logged(
+            operator, lambda: cluster.get(*LD, apps, "m")["status"]["observedGeneration"] == 2, what="status generation"
+        )
+
+        cluster.kubectl("delete", "llmd", "m", "-n", apps, "--timeout=30s")
+        wait_logged(
+            operator,
+            lambda: not any(cluster.get(*gvr, apps, "m") for gvr in (RS, SM, PM)),
+            timeout=30,
+            what="children garbage-collected",
+        )
+        assert forbidden_lines(operator) == [], "the chart's RBAC must cover every call"
+        assert "Traceback" not in operator.output()
+    finally:
+        cluster.kubectl("delete", "namespace", apps, "--wait=false", check=False)
+
+
+def test_a_missing_rule_fails_clearly(helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart) -> None:
+    """RBAC is enforced, not bypassed: without `patch` on rayservices the operator gets a 403 and says so."""
+    release = release_name(namespace, "n")
+    account = f"{release}-llm-operator"
+    helm.install(release, namespace)
+    role = json.loads(cluster.kubectl("get", "clusterrole", account, "-o", "json"))
+    for rule in role["rules"]:
+        if rule["resources"] == ["rayservices"]:
+            rule["verbs"].remove("patch")
+    cluster.kubectl("replace", "-f", "-", input=json.dumps(role))
+    wait_for(lambda: not can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-A"), what="rule gone")
+
+    operator = run_as_chart(cluster, namespace, account)
+    cluster.apply(llmd("m", namespace))
+    line = wait_logged(
+        operator,
+        lambda: next(
+            (ln for ln in operator.output().splitlines() if 'cannot patch resource \\"rayservices\\"' in ln), None
+        ),
+        timeout=30,
+        what="a 403 naming the resource in the operator log",
+    )
+    assert f"system:serviceaccount:{namespace}:{account}" in line
+    assert "(403)" in operator.output() and "Forbidden" in operator.output()
+    time.sleep(1)
+    assert cluster.get(*RS, namespace, "m") is None
+
+
+@pytest.mark.timeout(180)
+def test_namespaced_mode_end_to_end(helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart) -> None:
+    release = release_name(namespace, "s")
+    account = f"{release}-llm-operator"
+    watched = f"{namespace}-w"[:63]
+    other = f"{namespace}-o"[:63]
+    for name in (watched, other):
+        cluster.kubectl("create", "namespace", name)
+    try:
+        helm.install(release, namespace, "--set", f"watchNamespaces={{{watched}}}")
+        assert can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-n", watched)
+        assert not can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-n", other)
+        assert not can_i(cluster, namespace, account, "list", "llmdeployments.llmops.dev", "-A")
+        assert not can_i(cluster, namespace, account, "get", "secrets", "-n", other)
+        assert can_i(cluster, namespace, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+
+        operator = run_as_chart(cluster, namespace, account)
+        cluster.apply(llmd("m", watched))
+        cluster.apply(llmd("m", other))
+        wait_logged(
+            operator, lambda: all(cluster.get(*gvr, watched, "m") for gvr in (RS, SM, PM)), timeout=30, what="children"
+        )
+        wait_logged(
+            operator, lambda: (cluster.get(*LD, watched, "m") or {}).get("status", {}).get("phase"), what="status"
+        )
+        time.sleep(1)
+        assert cluster.get(*RS, other, "m") is None
+        assert "status" not in (cluster.get(*LD, other, "m") or {})
+        assert forbidden_lines(operator) == [], "the namespaced RBAC must cover every call"
+    finally:
+        for name in (watched, other):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
