@@ -29,10 +29,10 @@ build_kubernetes() {
     sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" | while read -r m; do
       go mod edit -replace="$m=$m@$staging_version"
     done
-    printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"\n)\n' > tools.go
+    printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"\n\t_ "k8s.io/kubectl/pkg/cmd"\n)\n' > tools.go
     go mod tidy
   fi
-  for cmd in kube-apiserver kube-controller-manager; do
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
     have "$cmd" || { echo "building $cmd v$K8S_VERSION (cold: several minutes)"; go build -trimpath -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"; }
   done
 }
@@ -51,7 +51,7 @@ build_etcd() {
   go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3
 }
 
-have kube-apiserver && have kube-controller-manager || build_kubernetes
+have kube-apiserver && have kube-controller-manager && have kubectl || build_kubernetes
 have etcd || build_etcd
 have helm || { echo "building helm v$HELM_VERSION"; GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"; }
 echo "$bin"

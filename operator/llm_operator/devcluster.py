@@ -431,15 +431,30 @@ def _module_crd_dirs() -> Iterator[Path]:
             yield Path(json.loads(result.stdout)["Dir"]) / subdir
 
 
-def stop_recorded(state_dir: Path) -> bool:
-    """Stop processes recorded by a detached `up`; True if there were any."""
+def stop_recorded(state_dir: Path, grace: float = 10) -> bool:
+    """Stop processes recorded by a detached `up` (SIGTERM, then SIGKILL after `grace`); True if any were."""
     pids_file = state_dir / "pids.json"
     if not pids_file.exists():
         return False
-    for pid in reversed(list(json.loads(pids_file.read_text()).values())):
+    pids = list(json.loads(pids_file.read_text()).values())
+    for pid in reversed(pids):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while time.monotonic() < deadline and group_alive(pid):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     pids_file.unlink()
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
     return True
 
 
