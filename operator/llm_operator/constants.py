@@ -25,6 +25,12 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+# Dashboards may live in Grafana's namespace, where no ownerReference can reach: this label names the
+# owner's namespace, and this finalizer holds the LLMDeployment until they are deleted.
+LABEL_OWNER_NAMESPACE = f"{GROUP}/namespace"
+FINALIZER_DASHBOARDS = f"{GROUP}/dashboards"
+# kube-prometheus-stack's Grafana sidecar loads ConfigMaps with this label (its chart default).
+DEFAULT_DASHBOARD_LABEL, DEFAULT_DASHBOARD_LABEL_VALUE = "grafana_dashboard", "1"
 
 # The label Prometheus puts on every series scraped for an LLMDeployment (from our relabeling).
 SERIES_LABEL = "llm_deployment"
@@ -49,6 +55,7 @@ class ConditionType(StrEnum):
     RAYSERVICE_READY = "RayServiceReady"
     MONITORING_READY = "MonitoringReady"
     CAPACITY_PLANNED = "CapacityPlanned"
+    METRICS_AVAILABLE = "MetricsAvailable"
 
 
 class Reason(StrEnum):
@@ -70,6 +77,9 @@ class Reason(StrEnum):
     FITS_WITH_WARNINGS = "FitsWithWarnings"
     UNKNOWN_MODEL = "UnknownModel"
     CHECK_OVERRIDDEN = "CheckOverridden"
+    SAMPLED = "Sampled"
+    NO_SERIES = "NoSeries"
+    PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
 
 
 class Phase(StrEnum):

@@ -20,6 +20,12 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+    # Live figures sampled from Prometheus (`kubectl get llmd -o wide`); Sampled shows their age.
+    {"name": "Req/s", "type": "number", "jsonPath": ".status.metrics.requestsPerSecond", "priority": 1},
+    {"name": "TTFT-p50(s)", "type": "number", "jsonPath": ".status.metrics.ttftP50Seconds", "priority": 1},
+    {"name": "Tokens/s", "type": "number", "jsonPath": ".status.metrics.outputTokensPerSecond", "priority": 1},
+    {"name": "KV-cache%", "type": "number", "jsonPath": ".status.metrics.kvCacheUsagePercent", "priority": 1},
+    {"name": "Sampled", "type": "date", "jsonPath": ".status.metrics.sampleTime", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -4,7 +4,9 @@
 - any event of a child (RayService, ServiceMonitor, PodMonitor) -> reconcile its owner, so KubeRay's
   status reaches the LLMDeployment at once and a deleted or hand-edited child is restored;
 - a timer re-checks objects waiting on what no watch here reports: a token Secret (the operator may not
-  watch Secrets) or the prometheus-operator CRDs.
+  watch Secrets) or the prometheus-operator CRDs;
+- a timer samples live figures from Prometheus into status.metrics;
+- deletion releases our finalizer after deleting dashboards outside the object's namespace.
 """
 
 from __future__ import annotations
@@ -70,10 +72,18 @@ def recheck(body: kopf.Body, memo: Any, **_: Any) -> None:
         _post(body, rc.reconcile(memo["ctx"], body))
 
 
+@kopf.timer(*LLMD, interval=from_env().metrics_seconds, initial_delay=1)
+def sample_metrics(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Live figures from Prometheus into status.metrics (does nothing without LLMOP_PROMETHEUS_URL)."""
+    rc.sample_metrics(memo["ctx"], body)
+
+
 @kopf.on.delete(*LLMD, optional=True)
-def on_delete(namespace: str | None, name: str, **_: Any) -> None:
+def on_delete(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Children in the namespace go by garbage collection; dashboards elsewhere by our finalizer."""
     if namespace is None:
         return
+    rc.finalize(memo["ctx"], body)
     rc.forget(namespace, name)
     observe_phase(namespace, name, None)
 

@@ -42,7 +42,8 @@ LLMDEPLOYMENT = Kind(c.GROUP, c.VERSION, c.PLURAL)
 RAYSERVICE = Kind(c.RAY_GROUP, c.RAY_VERSION, c.RAYSERVICE_PLURAL)
 SERVICEMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.SERVICEMONITOR_PLURAL)
 PODMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL)
-KINDS = {"RayService": RAYSERVICE, "ServiceMonitor": SERVICEMONITOR, "PodMonitor": PODMONITOR}
+CONFIGMAP = Kind("", "v1", "configmaps")
+KINDS = {"RayService": RAYSERVICE, "ServiceMonitor": SERVICEMONITOR, "PodMonitor": PODMONITOR, "ConfigMap": CONFIGMAP}
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:
@@ -71,6 +72,8 @@ class Kube:
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it (or its CRD) does not exist."""
         try:
+            if kind == CONFIGMAP:
+                return self._plain(self.core.read_namespaced_config_map(name, namespace))
             result = cast(
                 dict[str, Any],
                 self.custom.get_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name),
@@ -81,10 +84,25 @@ class Kube:
             raise
         return result
 
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        """A typed client object as the API's own JSON (camelCase dict), like custom objects."""
+        return cast(dict[str, Any], self.api_client.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of a child with our field manager, taking over fields we own."""
         kind = KINDS[body["kind"]]
         meta = body["metadata"]
+        if kind == CONFIGMAP:
+            return self._plain(
+                self.core.patch_namespaced_config_map(
+                    meta["name"],
+                    meta["namespace"],
+                    dict(body),
+                    field_manager=c.FIELD_MANAGER,
+                    force=True,
+                    _content_type=APPLY,
+                )
+            )
         result = self.custom.patch_namespaced_custom_object(
             kind.group,
             kind.version,
@@ -101,7 +119,10 @@ class Kube:
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
         try:
-            self.custom.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name)
+            if kind == CONFIGMAP:
+                self.core.delete_namespaced_config_map(name, namespace)
+            else:
+                self.custom.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name)
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -118,6 +139,13 @@ class Kube:
             name,
             {"status": dict(status)},
             _content_type=MERGE,
+        )
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str) -> None:
+        """Replace the LLMDeployment's finalizers; 409 if it changed since `resource_version` (kopf retries)."""
+        patch = {"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}}
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PLURAL, name, patch, _content_type=MERGE
         )
 
     def list_deployments(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -367,7 +367,9 @@ class StatusModel(BaseModel):
 class Condition(StatusModel):
     """A typed condition (metav1.Condition)."""
 
-    type: str = Field(description="Condition type: Ready, RayServiceReady, MonitoringReady, CapacityPlanned.")
+    type: str = Field(
+        description="Condition type: Ready, RayServiceReady, MonitoringReady, CapacityPlanned, MetricsAvailable."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="Machine-readable reason in CamelCase.")
     message: str = Field(default="", description="Human-readable details.")
@@ -396,6 +398,7 @@ class LLMDeploymentStatus(StatusModel):
     )
     metrics: dict[str, Any] | None = Field(
         default=None,
-        description="Live figures sampled from Prometheus.",
+        description="Live figures sampled from Prometheus: requestsPerSecond, ttftP50Seconds, "
+        "outputTokensPerSecond, kvCacheUsagePercent, sampleTime.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )

@@ -16,18 +16,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llm_operator import constants as c
-from llm_operator import naming
+from llm_operator import live_metrics, naming
 from llm_operator.capacity_check import CapacityOutcome, check_capacity
 from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
 from llm_operator.constants import Reason
-from llm_operator.k8s import KINDS, PODMONITOR, RAYSERVICE, SERVICEMONITOR, Kube
+from llm_operator.k8s import CONFIGMAP, KINDS, PODMONITOR, RAYSERVICE, SERVICEMONITOR, Kube
 from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
 from llm_operator.render.common import Owner
+from llm_operator.render.dashboards import DashboardTarget, configmap_name, render_dashboard_configmap
 from llm_operator.render.monitors import render_podmonitor, render_servicemonitor
 from llm_operator.render.rayservice import RayEnv, WorkerShape, render_rayservice
 from llm_operator.settings import Settings
-from llm_operator.status import Observed, Verdict, compute_status, status_patch
+from llm_operator.status import Observed, Verdict, compute_status, status_patch, with_metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Context:
-    """Everything reconcile needs besides the object: API access, settings, catalog, clock."""
+    """Everything reconcile needs besides the object: API access, settings, catalog, clock, Prometheus."""
 
     kube: Kube
     settings: Settings
     catalog: Catalog
     now: Callable[[], str] = lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sample: Callable[..., dict[str, float | None]] = live_metrics.sample
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -118,13 +120,23 @@ def ray_env(spec: LLMDeploymentSpec, settings: Settings) -> RayEnv:
     )
 
 
+def dashboard_target(settings: Settings) -> DashboardTarget:
+    return DashboardTarget(
+        namespace=settings.dashboard_namespace,
+        label=settings.dashboard_label,
+        label_value=settings.dashboard_label_value,
+    )
+
+
 def render_children(
     owner: Owner, spec: LLMDeploymentSpec, settings: Settings, catalog: Catalog, *, monitoring: bool = True
 ) -> list[dict[str, Any]]:
-    """Every child of an LLMDeployment (monitors only when enabled and `monitoring` CRDs are served)."""
+    """Every child of an LLMDeployment (monitors and dashboards only when enabled and `monitoring` CRDs are served)."""
     children = [render_rayservice(owner, spec, ray_env(spec, settings), worker_shape(spec, catalog))]
     if spec.monitoring.enabled and monitoring:
         children += [render_servicemonitor(owner, spec.monitoring), render_podmonitor(owner, spec.monitoring)]
+        if spec.monitoring.dashboards:
+            children.append(render_dashboard_configmap(owner, spec, dashboard_target(settings)))
     return children
 
 
@@ -192,6 +204,66 @@ def _remove_monitors(ctx: Context, owner: Owner, outcome: Outcome) -> None:
             outcome.writes.append(f"delete {kind.plural}/{owner.name}")
 
 
+def _dashboard_namespaces(ctx: Context, owner: Owner) -> list[str]:
+    """Every namespace a dashboard of this deployment may be in (its own, and the configured one)."""
+    return sorted({owner.namespace, ctx.settings.dashboard_namespace or owner.namespace})
+
+
+def _remove_dashboards(ctx: Context, owner: Owner, outcome: Outcome, keep: Mapping[str, str] = {}) -> None:
+    """Delete this deployment's dashboard ConfigMaps except the one in `keep` (namespace -> name)."""
+    name = configmap_name(owner)
+    for namespace in _dashboard_namespaces(ctx, owner):
+        if keep.get(namespace) == name:
+            continue
+        current = ctx.kube.get(CONFIGMAP, namespace, name)
+        labels = (current or {}).get("metadata", {}).get("labels") or {}
+        if current and labels.get(c.LABEL_OWNER_NAMESPACE) == owner.namespace:
+            ctx.kube.delete(CONFIGMAP, namespace, name)
+            outcome.writes.append(f"delete configmaps/{namespace}/{name}")
+
+
+def _set_finalizer(ctx: Context, body: Mapping[str, Any], present: bool, outcome: Outcome) -> None:
+    """Add or remove our finalizer; it exists only while a dashboard sits outside the owner's namespace."""
+    meta = body["metadata"]
+    if (c.FINALIZER_DASHBOARDS in (meta.get("finalizers") or [])) == present:
+        return
+    # Read the object afresh (the caller's copy may predate our own status write) and patch that version.
+    current = ctx.kube.get_deployment(meta["namespace"], meta["name"])
+    if current is None:
+        return
+    finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != c.FINALIZER_DASHBOARDS]
+    if present:
+        finalizers.append(c.FINALIZER_DASHBOARDS)
+    ctx.kube.set_finalizers(meta["namespace"], meta["name"], finalizers, current["metadata"]["resourceVersion"])
+    outcome.writes.append(f"{'add' if present else 'remove'} finalizer {c.FINALIZER_DASHBOARDS}")
+
+
+def _sync_dashboards(
+    ctx: Context, body: Mapping[str, Any], owner: Owner, desired: list[dict[str, Any]], outcome: Outcome
+) -> None:
+    """Hold the finalizer before a dashboard goes outside the owner's namespace; delete stale dashboards."""
+    dashboards = {d["metadata"]["namespace"]: d["metadata"]["name"] for d in desired if d["kind"] == "ConfigMap"}
+    outside = any(namespace != owner.namespace for namespace in dashboards)
+    if outside:
+        _set_finalizer(ctx, body, True, outcome)
+    if not dashboards or outside:
+        _remove_dashboards(ctx, owner, outcome, keep=dashboards)
+    if not outside:
+        _set_finalizer(ctx, body, False, outcome)
+
+
+def finalize(ctx: Context, body: Mapping[str, Any]) -> Outcome:
+    """On deletion: delete dashboards no ownerReference reaches, then release our finalizer."""
+    owner = _owner(body)
+    outcome = Outcome()
+    if c.FINALIZER_DASHBOARDS not in (body["metadata"].get("finalizers") or []):
+        return outcome
+    with _serialized(owner.namespace, owner.name):
+        _remove_dashboards(ctx, owner, outcome)
+        _set_finalizer(ctx, body, False, outcome)
+    return outcome
+
+
 def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any], outcome: Outcome) -> None:
     previous = dict(body.get("status") or {})
     patch = status_patch(previous, status)
@@ -245,6 +317,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict
         live: Mapping[str, dict[str, Any] | None] = {}
         if capacity.blocked is None:
             desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
+            _sync_dashboards(ctx, body, owner, desired, outcome)
             live = _sync_children(ctx, desired, known, outcome)
             if spec.monitoring.enabled is False:
                 _remove_monitors(ctx, owner, outcome)
@@ -274,6 +347,49 @@ def reconcile(ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict
         _write_status(ctx, body, status, outcome)
         result["result"] = "changed" if outcome.writes else "unchanged"
         return outcome
+
+
+def sample_metrics(ctx: Context, body: Mapping[str, Any]) -> Outcome:
+    """Sample the live figures of one LLMDeployment from Prometheus into `status.metrics`.
+
+    Prometheus unreachable: the figures stay as they were (their sampleTime shows how old) and
+    MetricsAvailable turns False; nothing else in the status changes.
+    """
+    outcome = Outcome()
+    url = ctx.settings.prometheus_url
+    if not url:
+        return outcome
+    owner = _owner(body)
+    with _serialized(owner.namespace, owner.name):
+        # The caller's copy may predate a reconcile's status write: start from the object as stored.
+        current = ctx.kube.get_deployment(owner.namespace, owner.name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return outcome
+        figures: dict[str, float | None] | None
+        try:
+            figures = ctx.sample(url, owner.name, owner.namespace, window=ctx.settings.metrics_window)
+        except live_metrics.PrometheusError as error:
+            figures, verdict = None, Verdict(False, Reason.PROMETHEUS_UNREACHABLE, str(error))
+        else:
+            verdict = (
+                Verdict(True, Reason.SAMPLED, f"sampled from {url}")
+                if any(value is not None for value in figures.values())
+                else Verdict(False, Reason.NO_SERIES, f"no series with {c.SERIES_LABEL}={owner.name!r} in {url}")
+            )
+        previous = dict(current.get("status") or {})
+        status = with_metrics(
+            previous,
+            figures=figures,
+            verdict=verdict,
+            generation=int(current["metadata"].get("generation", 1)),
+            now=ctx.now(),
+        )
+        patch = status_patch(previous, status)
+        if patch is not None:
+            ctx.kube.patch_status(owner.namespace, owner.name, {key: patch[key] for key in ("metrics", "conditions")})
+            outcome.writes.append("status.metrics")
+        outcome.status = status
+    return outcome
 
 
 def waits_on_outside(status: Mapping[str, Any]) -> bool:

@@ -25,6 +25,13 @@ class Settings(BaseModel):
     catalog_overrides: dict[str, Any] = Field(default_factory=dict)
     check_secrets: bool = True
     recheck_seconds: float = Field(default=60, gt=0)
+    dashboard_label: str = Field(
+        default=c.DEFAULT_DASHBOARD_LABEL, pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    )
+    dashboard_label_value: str = Field(default=c.DEFAULT_DASHBOARD_LABEL_VALUE, max_length=63)
+    dashboard_namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    metrics_seconds: float = Field(default=30, gt=0)
+    metrics_window: str = Field(default="2m", pattern=r"^[0-9]+[smh]$")
 
 
 ENV = {
@@ -36,6 +43,11 @@ ENV = {
     "catalog_overrides": "LLMOP_CATALOG_OVERRIDES",
     "check_secrets": "LLMOP_CHECK_SECRETS",
     "recheck_seconds": "LLMOP_RECHECK_SECONDS",
+    "dashboard_label": "LLMOP_DASHBOARD_LABEL",
+    "dashboard_label_value": "LLMOP_DASHBOARD_LABEL_VALUE",
+    "dashboard_namespace": "LLMOP_DASHBOARD_NAMESPACE",
+    "metrics_seconds": "LLMOP_METRICS_SECONDS",
+    "metrics_window": "LLMOP_METRICS_WINDOW",
 }
 
 

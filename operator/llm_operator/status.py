@@ -145,6 +145,34 @@ def compute_status(
         status["capacity"] = observed.capacity_plan
     if "metrics" in previous:
         status["metrics"] = previous["metrics"]
+        # Sampled on its own timer (see `with_metrics`): carried over like the figures it describes.
+        status["conditions"] += [
+            cond for cond in previous.get("conditions") or [] if cond.get("type") == ConditionType.METRICS_AVAILABLE
+        ]
+    return status
+
+
+def with_metrics(
+    previous: dict[str, Any],
+    *,
+    figures: dict[str, float | None] | None,
+    verdict: Verdict,
+    generation: int,
+    now: str,
+) -> dict[str, Any]:
+    """The status after a Prometheus sample: new figures and sample time, or (figures None) the old ones kept
+    as they were, stale, with the MetricsAvailable condition saying why."""
+    before = previous.get("conditions") or []
+    others = [cond for cond in before if cond.get("type") != ConditionType.METRICS_AVAILABLE]
+    status = dict(previous)
+    status["conditions"] = others + conditions(
+        {ConditionType.METRICS_AVAILABLE: verdict}, generation=generation, previous=before, now=now
+    )
+    if figures is not None:
+        # Explicit nulls: a merge patch removes figures that have no series any more.
+        status["metrics"] = {**figures, "sampleTime": now}
+    else:
+        status.setdefault("metrics", {})
     return status
 
 

@@ -90,7 +90,7 @@ def test_gpu_worker_shape_follows_the_catalog() -> None:
 
 def test_monitors_select_one_head_service_and_this_deployments_workers() -> None:
     manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
-    _, service_monitor, pod_monitor = _render(manifest)
+    _, service_monitor, pod_monitor, _ = _render(manifest)
     assert service_monitor["spec"]["selector"]["matchLabels"] == {
         "ray.io/originated-from-crd": "RayService",
         "ray.io/originated-from-cr-name": "mistral-7b",

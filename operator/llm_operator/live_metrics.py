@@ -1,0 +1,71 @@
+"""Live figures of one LLMDeployment, sampled from Prometheus for `status.metrics`.
+
+The queries are the dashboard's own (`render.panels`), so `kubectl get llmd -o wide` and Grafana agree.
+Everything here is pure except `sample`, the one function that talks HTTP to Prometheus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from llm_operator.render import panels
+
+# status.metrics key -> (query from the dashboard catalogue, factor to the unit the key names)
+FIGURES: dict[str, tuple[panels.Query, float]] = {
+    "requestsPerSecond": (panels.REQUEST_RATE, 1.0),
+    "ttftP50Seconds": (panels.TTFT[0], 1.0),
+    "outputTokensPerSecond": (panels.GENERATION_TOKENS, 1.0),
+    "kvCacheUsagePercent": (panels.KV_CACHE_MEAN, 100.0),
+}
+TIMEOUT_SECONDS = 5.0
+
+
+class PrometheusError(Exception):
+    """Prometheus could not be asked (connection, timeout, HTTP or API error); the message says which."""
+
+
+def queries(deployment: str, namespace: str, window: str) -> dict[str, str]:
+    """The PromQL of each figure for one deployment."""
+    sel = panels.selector(deployment, namespace)
+    return {key: query.expr(sel, window) for key, (query, _) in FIGURES.items()}
+
+
+def first_value(response: Mapping[str, Any]) -> float | None:
+    """The value of an instant-vector answer of `/api/v1/query`; None when empty or not a number."""
+    if response.get("status") != "success":
+        raise PrometheusError(f"query failed: {response.get('errorType', '')} {response.get('error', '')}".strip())
+    result = (response.get("data") or {}).get("result") or []
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return value if math.isfinite(value) else None
+
+
+def figures(values: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Figures in their units, to 3 significant digits (steady status, readable columns)."""
+    out: dict[str, float | None] = {}
+    for key, (_, factor) in FIGURES.items():
+        value = values.get(key)
+        out[key] = None if value is None else float(f"{value * factor:.3g}")
+    return out
+
+
+def sample(url: str, deployment: str, namespace: str, *, window: str) -> dict[str, float | None]:
+    """Ask Prometheus at `url` for every figure of one deployment; raise PrometheusError if it cannot answer."""
+    values: dict[str, float | None] = {}
+    try:
+        with httpx.Client(base_url=url, timeout=TIMEOUT_SECONDS) as client:
+            for key, expr in queries(deployment, namespace, window).items():
+                response = client.get("/api/v1/query", params={"query": expr})
+                if response.status_code >= 500 or not response.headers.get("content-type", "").startswith(
+                    "application/json"
+                ):
+                    raise PrometheusError(f"{url} answered HTTP {response.status_code}")
+                values[key] = first_value(response.json())
+    except httpx.HTTPError as error:
+        raise PrometheusError(f"{url} unreachable: {type(error).__name__}: {error}") from None
+    return figures(values)
