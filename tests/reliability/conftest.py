@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from llm_operator.catalog import Catalog
 from llm_operator.devcluster import ControlPlane, find_binaries
@@ -51,8 +52,14 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 
 def list_kind(cluster: Cluster, gvr: tuple[str, str, str], namespace: str) -> list[dict[str, Any]]:
+    """Objects of a kind in a namespace; none when the kind is not served (its CRD is absent)."""
     group, version, plural = gvr
-    return list(cluster.custom.list_namespaced_custom_object(group, version, namespace, plural)["items"])
+    try:
+        return list(cluster.custom.list_namespaced_custom_object(group, version, namespace, plural)["items"])
+    except ApiException as error:
+        if error.status == 404:
+            return []
+        raise
 
 
 def snapshot(cluster: Cluster, namespace: str) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
