@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +144,46 @@ def run_as_chart(
     yield start
     for process in started:
         process.stop()
+
+
+class ImageBuild:
+    """The image's build stage, run in the background: it waits on the package registry for a minute or
+    two, so it overlaps the cluster tests instead of adding to them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._venv: Path | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(workdir,), daemon=True)
+        self._thread.start()
+
+    def _run(self, workdir: Path) -> None:
+        from tests.chart.test_image import run_build_stage
+
+        try:
+            self._venv = run_build_stage(workdir)
+        except BaseException as error:  # reported to the test that asks for the result
+            self._error = error
+
+    def join(self, timeout: float = 600) -> None:
+        self._thread.join(timeout)
+
+    def result(self, timeout: float = 600) -> Path:
+        self.join(timeout)
+        assert not self._thread.is_alive(), f"image build stage still running after {timeout}s"
+        if self._error is not None:
+            raise self._error
+        assert self._venv is not None
+        return self._venv
+
+
+@pytest.fixture(scope="session", autouse=True)
+def image_build(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ImageBuild | None]:
+    """Started with the first chart test when the build-stage test is selected; that test collects the result."""
+    if not any("image_build" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    build = ImageBuild(tmp_path_factory.mktemp("image"))
+    yield build
+    build.join()  # never leave the build running past the session
