@@ -14,5 +14,5 @@ sed -n 's/^Requires-Dist: //p' "$meta" | grep -v "extra ==" | grep -viE '^(torch
 echo "torch==2.13.0" > "$venv/constraints.txt"
 $pip install --quiet -c "$venv/constraints.txt" -r "$venv/vllm-reqs.txt" "ray[serve]==2.60.0" pyarrow pandas jsonref -e ".[dev]"
 $pip uninstall --quiet -y torchvision torchaudio torchcodec triton || true   # CUDA-only; break imports on CPU
-$pip freeze --exclude-editable | grep -v '^#\|^-e' > requirements/lock.txt
+$pip freeze --all --exclude-editable | grep -v '^#\|^-e\|^pip==' > requirements/lock.txt
 echo "requirements/lock.txt: $(wc -l < requirements/lock.txt) pins"
