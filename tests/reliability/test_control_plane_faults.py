@@ -16,6 +16,8 @@ from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, llmd
 from tests.reliability.conftest import LD, create_llmd, create_namespace, wait_converged
 
+pytestmark = pytest.mark.cluster  # its own control plane, not the session `cluster` fixture
+
 # Seconds from "the control plane answers again" to "the change made then is reconciled".
 BOUND = float(os.environ.get("RELIABILITY_RECONNECT_BOUND", "15"))
 

@@ -12,9 +12,13 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+import pytest
+
 from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, condition, llmd, wait_for
 from tests.reliability.conftest import LD, create_llmd, create_namespace, wait_converged
+
+pytestmark = pytest.mark.cluster  # its own control plane, not the session `cluster` fixture
 
 BOUND = 20.0  # seconds from a CRD change to every LLMDeployment reflecting it
 
