@@ -18,6 +18,7 @@ from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, llmd, wait_for
 
 RS = ("ray.io", "v1", "rayservices")
+DASHBOARD = "llm-dashboard.{namespace}.m"
 SM = ("monitoring.coreos.com", "v1", "servicemonitors")
 PM = ("monitoring.coreos.com", "v1", "podmonitors")
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
@@ -34,6 +35,11 @@ def wait_logged(operator: OperatorProcess, probe: Callable[[], object], *, timeo
         return wait_for(probe, timeout=timeout, what=what)
     except AssertionError as error:
         raise AssertionError(f"{error}\n--- operator log (tail) ---\n{operator.output()[-4000:]}") from None
+
+
+def configmap(cluster: Cluster, namespace: str, name: str) -> dict[str, object] | None:
+    out = cluster.kubectl("get", "configmap", name, "-n", namespace, "-o", "json", "--ignore-not-found")
+    return json.loads(out) if out.strip() else None
 
 
 def forbidden_lines(operator: OperatorProcess) -> list[str]:
@@ -78,6 +84,8 @@ def test_operator_as_chart_service_account_full_lifecycle(
             what="RayService, ServiceMonitor and PodMonitor created through server-side apply",
         )
         assert found
+        dashboard = DASHBOARD.format(namespace=apps)
+        wait_logged(operator, lambda: configmap(cluster, apps, dashboard), what="dashboard ConfigMap next to it")
         status = wait_logged(
             operator, lambda: (cluster.get(*LD, apps, "m") or {}).get("status", {}).get("phase"), what="status"
         )
@@ -102,9 +110,12 @@ def test_operator_as_chart_service_account_full_lifecycle(
         cluster.kubectl("delete", "llmd", "m", "-n", apps, "--timeout=30s")
         wait_logged(
             operator,
-            lambda: not any(cluster.get(*gvr, apps, "m") for gvr in (RS, SM, PM)),
+            lambda: (
+                not any(cluster.get(*gvr, apps, "m") for gvr in (RS, SM, PM))
+                and configmap(cluster, apps, dashboard) is None
+            ),
             timeout=30,
-            what="children garbage-collected",
+            what="children and dashboard garbage-collected",
         )
         assert forbidden_lines(operator) == [], "the chart's RBAC must cover every call"
         assert "Traceback" not in operator.output()
@@ -142,18 +153,23 @@ def test_a_missing_rule_fails_clearly(helm: Helm, cluster: Cluster, namespace: s
 
 @pytest.mark.timeout(180)
 def test_namespaced_mode_end_to_end(helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart) -> None:
+    """One watched namespace, dashboards in a Grafana namespace: children there, nothing elsewhere."""
     release = release_name(namespace, "s")
     account = f"{release}-llm-operator"
-    watched = f"{namespace}-w"[:63]
-    other = f"{namespace}-o"[:63]
-    for name in (watched, other):
+    watched, other, grafana = (f"{namespace}-{suffix}"[:63] for suffix in ("w", "o", "g"))
+    for name in (watched, other, grafana):
         cluster.kubectl("create", "namespace", name)
     try:
-        helm.install(release, namespace, "--set", f"watchNamespaces={{{watched}}}")
+        helm.install(
+            release, namespace, "--set", f"watchNamespaces={{{watched}}}", "--set", f"dashboards.namespace={grafana}"
+        )
         assert can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-n", watched)
         assert not can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-n", other)
         assert not can_i(cluster, namespace, account, "list", "llmdeployments.llmops.dev", "-A")
         assert not can_i(cluster, namespace, account, "get", "secrets", "-n", other)
+        assert not can_i(cluster, namespace, account, "create", "configmaps", "-n", watched)
+        assert can_i(cluster, namespace, account, "create", "configmaps", "-n", grafana)
+        assert not can_i(cluster, namespace, account, "get", "secrets", "-n", grafana)
         assert can_i(cluster, namespace, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
 
         operator = run_as_chart(cluster, namespace, account)
@@ -162,13 +178,19 @@ def test_namespaced_mode_end_to_end(helm: Helm, cluster: Cluster, namespace: str
         wait_logged(
             operator, lambda: all(cluster.get(*gvr, watched, "m") for gvr in (RS, SM, PM)), timeout=30, what="children"
         )
+        dashboard = DASHBOARD.format(namespace=watched)
+        wait_logged(operator, lambda: configmap(cluster, grafana, dashboard), what="dashboard in Grafana's namespace")
         wait_logged(
             operator, lambda: (cluster.get(*LD, watched, "m") or {}).get("status", {}).get("phase"), what="status"
         )
         time.sleep(1)
         assert cluster.get(*RS, other, "m") is None
         assert "status" not in (cluster.get(*LD, other, "m") or {})
+
+        # No ownerReference reaches across namespaces: the operator's finalizer removes the dashboard.
+        cluster.kubectl("delete", "llmd", "m", "-n", watched, "--timeout=30s")
+        assert configmap(cluster, grafana, dashboard) is None
         assert forbidden_lines(operator) == [], "the namespaced RBAC must cover every call"
     finally:
-        for name in (watched, other):
+        for name in (watched, other, grafana):
             cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

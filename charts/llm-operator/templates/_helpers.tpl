@@ -80,6 +80,15 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Dashboard ConfigMaps: written here when no dashboards.namespace is set; otherwise only looked up and
+# deleted here (a dashboard left from before dashboards.namespace was set).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  {{- if .Values.dashboards.namespace }}
+  verbs: ["get", "delete"]
+  {{- else }}
+  verbs: ["get", "create", "patch", "delete"]
+  {{- end }}
 {{- if .Values.rbac.secretsGet }}
 # The token Secret of spec.model.tokenSecretRef is looked up as metadata only; never list or watch.
 - apiGroups: [""]
@@ -88,17 +97,6 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 {{- end }}
 {{- end }}
 
-{{/* ConfigMap rules for the generated Grafana dashboards. */}}
-{{- define "llm-operator.dashboardRules" -}}
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-{{- end }}
-
-{{/* Whether dashboard ConfigMaps live next to the LLMDeployments (no dedicated namespace). */}}
-{{- define "llm-operator.dashboardsInWatched" -}}
-{{- if and .Values.dashboards.enabled (not .Values.dashboards.namespace) }}true{{ end }}
-{{- end }}
 
 {{/* Fail early on combinations that would leave the operator failing with 403s. */}}
 {{- define "llm-operator.validate" -}}
