@@ -1,0 +1,215 @@
+"""Serving overhead: our Ray Serve app vs the bare vLLM OpenAI server, same tiny model and engine settings.
+
+One stack runs at a time, alternating (A B A B ...). Each round starts the stack, warms it up, then
+streams chat completions of exactly 32 output tokens at concurrency 1, 8 and 32. Results are pooled
+per stack and printed as a table with ratios to bare vLLM.
+
+    .venv/bin/python bench/serving_overhead.py [--rounds 2] [--stacks ours,bare] [--json out.json]
+
+Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress), `ours-proxy` (llm_serving.local through
+Serve's Python proxy), `bare` (python -m vllm.entrypoints.openai.api_server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llm_serving import client
+from llm_serving.tiny_model import build_tiny_model
+
+SERVED_NAME = "tiny"
+MAX_MODEL_LEN = 2048
+OUTPUT_TOKENS = 32
+LEVELS = {1: 40, 8: 96, 32: 192}  # concurrency -> requests per round
+ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@dataclass
+class Stack:
+    """How to start one serving stack on `port`."""
+
+    name: str
+
+    def command(self, model: Path, port: int, metrics_port: int) -> list[str]:
+        if self.name == "bare":
+            return [
+                sys.executable,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                str(model),
+                "--served-model-name",
+                SERVED_NAME,
+                "--enforce-eager",
+                "--dtype",
+                "float32",
+                "--max-model-len",
+                str(MAX_MODEL_LEN),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+        ingress = "proxy" if self.name == "ours-proxy" else "haproxy"
+        return [
+            sys.executable,
+            "-m",
+            "llm_serving.local",
+            "--model",
+            str(model),
+            "--served-name",
+            SERVED_NAME,
+            "--max-model-len",
+            str(MAX_MODEL_LEN),
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+            "--ingress",
+            ingress,
+        ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `stack` and wait until it answers `/v1/models`."""
+    port = free_port()
+    log = (log_dir / f"{stack.name}-{round_no}.log").open("wb")
+    process = subprocess.Popen(
+        stack.command(model, port, free_port()),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **ENV},
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{stack.name} exited with {process.returncode}; see {log.name}")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    stop(process)
+    raise RuntimeError(f"{stack.name} not ready in 300 s; see {log.name}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL of the process group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+async def measure(url: str, concurrency: int, requests: int) -> tuple[list[client.Result], float]:
+    prompts = [f"Benchmark prompt {i}: describe the weather on a distant planet." for i in range(requests)]
+    return await client.run(
+        prompts,
+        base_url=url,
+        concurrency=concurrency,
+        api="openai",
+        model=SERVED_NAME,
+        max_tokens=OUTPUT_TOKENS,
+        temperature=0.0,
+        ignore_eos=True,
+    )
+
+
+def run_round(url: str) -> dict[int, tuple[list[client.Result], float]]:
+    asyncio.run(measure(url, 4, 8))  # warm-up
+    return {c: asyncio.run(measure(url, c, n)) for c, n in LEVELS.items()}
+
+
+def pooled(rounds: list[dict[int, tuple[list[client.Result], float]]]) -> dict[int, dict[str, Any]]:
+    """Per concurrency: percentiles over every request of every round; tokens/s over total wall time."""
+    out = {}
+    for c in LEVELS:
+        results = [r for one in rounds for r in one[c][0]]
+        wall = sum(one[c][1] for one in rounds)
+        out[c] = client.summarize(results, wall)
+    return out
+
+
+def table(summaries: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Markdown table: each stack's figures and its ratio to bare vLLM."""
+    rows = [
+        ("c=1 TTFT p50 (ms)", 1, "ttft_s_p50", 1000, "diff"),
+        ("c=1 TTFT p90 (ms)", 1, "ttft_s_p90", 1000, "diff"),
+        ("c=1 end-to-end p50 (ms)", 1, "e2e_s_p50", 1000, "diff"),
+        ("c=8 output tokens/s", 8, "output_tokens_per_s", 1, "ratio"),
+        ("c=8 TTFT p50 (ms)", 8, "ttft_s_p50", 1000, "ratio"),
+        ("c=32 output tokens/s", 32, "output_tokens_per_s", 1, "ratio"),
+        ("c=32 TTFT p50 (ms)", 32, "ttft_s_p50", 1000, "ratio"),
+    ]
+    others = [name for name in summaries if name != "bare"]
+    head = "| metric | bare vLLM | " + " | ".join(f"{n} | {n} vs bare" for n in others) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(others))]
+    for label, c, key, scale, kind in rows:
+        base = summaries["bare"][c][key] * scale
+        cells = [label, f"{base:.1f}"]
+        for name in others:
+            value = summaries[name][c][key] * scale
+            cells += [f"{value:.1f}", f"{value - base:+.1f} ms" if kind == "diff" else f"{value / base:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    errors = {name: sum(s[c]["errors"] for c in LEVELS) for name, s in summaries.items()}
+    return "\n".join(lines) + f"\n\nerrors: {errors}\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per stack (A B A B for 2)")
+    parser.add_argument("--stacks", default="ours,bare", help="comma-separated: ours, ours-proxy, bare")
+    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "llm-serving-bench" / "tiny")
+    parser.add_argument("--json", type=Path, default=None, help="also write the pooled summaries here")
+    options = parser.parse_args()
+    names = options.stacks.split(",")
+    if "bare" not in names:
+        parser.error("--stacks must include bare (the reference)")
+    model = build_tiny_model(options.model_dir)
+    log_dir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    rounds: dict[str, list[dict[int, tuple[list[client.Result], float]]]] = {n: [] for n in names}
+    for round_no in range(options.rounds):
+        for name in names:
+            process, url = start(Stack(name), model, log_dir, round_no)
+            try:
+                rounds[name].append(run_round(url))
+            finally:
+                stop(process)
+            time.sleep(5)  # let the previous stack's helper processes exit before the next starts
+            print(f"round {round_no + 1}/{options.rounds}: {name} done", file=sys.stderr)
+    summaries = {name: pooled(rounds[name]) for name in names}
+    if options.json:
+        options.json.write_text(json.dumps(summaries, indent=2))
+    print(f"tiny model, {OUTPUT_TOKENS} output tokens, streaming chat, requests per round {LEVELS}, logs {log_dir}\n")
+    print(table(summaries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
