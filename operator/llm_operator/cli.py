@@ -110,7 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     asyncio.run(
         kopf.operator(
-            standalone=args.standalone,
+            # --peering turns peering on: kopf ignores the peering name while standalone is true.
+            standalone=args.standalone and args.peering is None,
             peering_name=args.peering,
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,36 @@ def test_namespaced_mode_end_to_end(helm: Helm, cluster: Cluster, namespace: str
     finally:
         for name in (watched, other, grafana):
             cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def kopf_peering_crds(cluster: Cluster) -> Iterator[None]:
+    """kopf's peering CRDs for one test; removed after the operator stopped (it unregisters on exit)."""
+    crds = str(Path(__file__).with_name("kopf-peering-crds.yaml"))
+    cluster.kubectl("apply", "--server-side", "-f", crds)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+    yield
+    cluster.kubectl("delete", "-f", crds, "--wait=false", check=False)
+
+
+def test_peering_as_chart_service_account(
+    kopf_peering_crds: None, helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart
+) -> None:
+    """With peering.name, the operator registers in the ClusterKopfPeering and still reconciles, no 403."""
+    release = release_name(namespace, "p")
+    account = f"{release}-llm-operator"
+    peering = f"llmop-{namespace[-5:]}"
+    helm.install(release, namespace, "--set", f"peering.name={peering}")
+    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
+    assert can_i(cluster, namespace, account, "patch", f"clusterkopfpeerings.kopf.dev/{peering}")
+    assert not can_i(cluster, namespace, account, "patch", "clusterkopfpeerings.kopf.dev/someone-else")
+
+    operator = run_as_chart(cluster, namespace, account)
+    wait_logged(
+        operator,
+        lambda: json.loads(cluster.kubectl("get", "clusterkopfpeering", peering, "-o", "json")).get("status"),
+        what="the operator's entry in the ClusterKopfPeering",
+    )
+    cluster.apply(llmd("m", namespace))
+    wait_logged(operator, lambda: cluster.get(*RS, namespace, "m"), what="RayService while peering")
+    assert forbidden_lines(operator) == [], "the peering RBAC must cover every call"
