@@ -1,0 +1,498 @@
+"""How fast the operator turns LLMDeployments into children, against the limit of doing it directly.
+
+One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N (default 200 and 1000):
+
+- baseline: 8 threads create, per deployment, what the operator's work amounts to through the same client
+  library (kubernetes python client): the LLMDeployment, its RayService + ServiceMonitor + PodMonitor as
+  rendered by our builders (server-side apply, like the operator) and one status write;
+- burst: 8 threads create N LLMDeployments; apply -> all three children present (p50, p99, total);
+- steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99);
+- status propagation: a RayService status written like KubeRay -> the LLMDeployment's phase is Ready;
+- resync: the operator restarted over all objects (kopf resumes each): writes made (goal: zero);
+- the operator's peak RSS and CPU seconds, the API server's CPU seconds (from /proc).
+
+"Children present" and phase changes are seen through watches (metadata-only for children), so the
+measurement does not poll the API server.
+
+    .venv/bin/python bench/operator_scale.py                 # N = 200 and 1000
+    .venv/bin/python bench/operator_scale.py --n 100 --steady-n 50 --profile /tmp/prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from llm_operator.catalog import Catalog
+from llm_operator.devcluster import ControlPlane, find_binaries, free_port
+from llm_operator.k8s import Kube, load_config
+from llm_operator.models import parse_spec
+from llm_operator.reconcile import render_children
+from llm_operator.render.common import Owner
+from llm_operator.settings import from_env
+
+LD = ("llmops.dev", "v1alpha1", "llmdeployments")
+CHILDREN = {
+    "RayService": ("ray.io", "v1", "rayservices"),
+    "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
+    "PodMonitor": ("monitoring.coreos.com", "v1", "podmonitors"),
+}
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+SPEC: dict[str, Any] = {"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "engine": {"maxModelLen": 8192}}
+THREADS = 8
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def manifest(name: str, namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": SPEC}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    return peak_rss_mb(pid, "VmRSS")
+
+
+def request_counts(plane: ControlPlane) -> Counter[str]:
+    """kube-apiserver's apiserver_request_total by verb and resource (from its /metrics)."""
+    with urllib.request.urlopen(f"{plane.server}/metrics", context=plane._ssl_context(), timeout=30) as response:
+        text = response.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        inner = line[line.index("{") + 1 : line.rindex("}")]
+        labels = {k: v.strip('"') for k, v in (item.split("=", 1) for item in inner.split(",") if "=" in item)}
+        key = " ".join((labels.get("verb", ""), labels.get("resource", "")))
+        if labels.get("subresource"):
+            key += "/" + labels["subresource"]
+        counts[key] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Watcher:
+    """Watches of one namespace: first time each child is seen, LLMDeployment phases, and write counts."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.seen: dict[str, dict[str, float]] = {kind: {} for kind in CHILDREN}
+        self.phase_at: dict[tuple[str, str], float] = {}
+        self.writes: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._watch, args=(kind, gvr, True), daemon=True) for kind, gvr in CHILDREN.items()
+        ]
+        self.threads.append(threading.Thread(target=self._watch, args=("LLMDeployment", LD, False), daemon=True))
+        for thread in self.threads:
+            thread.start()
+
+    def _watch(self, kind: str, gvr: tuple[str, str, str], metadata_only: bool) -> None:
+        group, version, plural = gvr
+        headers = {"Accept": METADATA_ONLY} if metadata_only else {}
+        version_ = ""
+        while not self.stop.is_set():
+            try:
+                response = self.custom.list_namespaced_custom_object(
+                    group,
+                    version,
+                    self.namespace,
+                    plural,
+                    watch=True,
+                    resource_version=version_ or None,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=600,
+                    _preload_content=False,
+                    _headers=headers,
+                    _request_timeout=(5, 700),
+                )
+                for line in response:
+                    now = time.monotonic()
+                    event = json.loads(line)
+                    obj = event["object"]
+                    version_ = obj.get("metadata", {}).get("resourceVersion", version_)
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    name = obj["metadata"]["name"]
+                    with self.lock:
+                        self.writes[kind] += event["type"] in ("ADDED", "MODIFIED")
+                        if kind in self.seen and event["type"] != "DELETED":
+                            self.seen[kind].setdefault(name, now)
+                        phase = (obj.get("status") or {}).get("phase")
+                        if kind == "LLMDeployment" and phase:
+                            self.phase_at.setdefault((name, phase), now)
+                    if self.stop.is_set():
+                        return
+            except Exception:  # reconnect (the API server may time the watch out)
+                if not self.stop.is_set():
+                    time.sleep(0.2)
+
+    def present_at(self, name: str) -> float | None:
+        """When the last of the three children of `name` appeared (None: not all yet)."""
+        with self.lock:
+            times = [self.seen[kind].get(name) for kind in CHILDREN]
+        return None if None in times else max(t for t in times if t is not None)
+
+    def wait_present(self, names: list[str], timeout: float) -> dict[str, float]:
+        """When each deployment's children were all present; those still missing after `timeout` are left out."""
+        deadline = time.monotonic() + timeout
+        found: dict[str, float | None] = {}
+        while time.monotonic() < deadline:
+            found = {name: self.present_at(name) for name in names}
+            if all(found.values()):
+                break
+            time.sleep(0.05)
+        return {name: t for name, t in found.items() if t is not None}
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+@dataclass
+class Operator:
+    """`llm-operator run` as a child process watching the given namespaces."""
+
+    kubeconfig: Path
+    namespaces: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    liveness: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}/healthz")
+
+    def start(self) -> Operator:
+        args = [sys.executable, "-m", "llm_operator.cli", "run", "--kubeconfig", str(self.kubeconfig)]
+        args += ["--metrics-port", "0", "--liveness", self.liveness]
+        for namespace in self.namespaces:
+            args += ["-n", namespace]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.liveness, timeout=1):
+                    return self
+            except OSError:
+                assert self.process.poll() is None, self.log.read_text()[-3000:]
+                time.sleep(0.2)
+        raise RuntimeError("operator not live")
+
+    @property
+    def pid(self) -> int:
+        assert self.process
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def profiled(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy record of `pid` while the block runs (collapsed stacks in `out`)."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    process = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "100",
+            "--gil",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Inclusive and self sample shares by function from py-spy's collapsed stacks."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [
+            frame.split(" (")[0] + " " + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+            for frame in stack.split(";")[1:]
+        ]
+        total += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        if frames:
+            own[frames[-1]] += count
+    lines = [f"{total} samples", "inclusive:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    lines += ["self:"] + [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    return "\n".join(lines)
+
+
+def baseline(api: client.ApiClient, namespace: str, n: int) -> float:
+    """Seconds to do directly, 8 threads, what the operator's work amounts to for n deployments."""
+    kube = Kube(api)
+    custom = client.CustomObjectsApi(api)
+    settings = from_env()
+    catalog = Catalog.default()
+    spec = parse_spec(SPEC)
+
+    def one(i: int) -> None:
+        name = f"b{i:05d}"
+        created = custom.create_namespaced_custom_object(*LD[:2], namespace, LD[2], manifest(name, namespace))
+        owner = Owner(name, namespace, created["metadata"]["uid"])
+        for body in render_children(owner, spec, settings, catalog):
+            if body["kind"] in CHILDREN:
+                kube.apply(body)
+        kube.patch_status(namespace, name, {"phase": "Pending", "observedGeneration": 1})
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, range(n)))
+    return time.monotonic() - started
+
+
+def create_all(api: client.ApiClient, namespace: str, names: list[str], *, rate: float | None) -> dict[str, float]:
+    """Create LLMDeployments, 8 threads as fast as possible (rate None) or one at `rate`/s; start times."""
+    custom = client.CustomObjectsApi(api)
+    started: dict[str, float] = {}
+
+    def one(name: str) -> None:
+        started[name] = time.monotonic()
+        custom.create_namespaced_custom_object(*LD[:2], namespace, LD[2], manifest(name, namespace))
+
+    if rate is None:
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(one, names))
+    else:
+        begin = time.monotonic()
+        for i, name in enumerate(names):
+            time.sleep(max(0.0, begin + i / rate - time.monotonic()))
+            one(name)
+    return started
+
+
+def kuberay_ready() -> dict[str, Any]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = {"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints", "message": ""}
+    return {
+        "conditions": [{**ready, "lastTransitionTime": now, "observedGeneration": 1}],
+        "activeServiceStatus": {
+            "applicationStatuses": {"llm": {"status": "RUNNING", "serveDeploymentStatuses": {}}},
+            "rayClusterStatus": {"readyWorkerReplicas": 1, "desiredWorkerReplicas": 1},
+        },
+        "numServeEndpoints": 1,
+        "observedGeneration": 1,
+    }
+
+
+def status_propagation(
+    api: client.ApiClient, watcher: Watcher, namespace: str, names: list[str], rate: float
+) -> list[float]:
+    """Write a KubeRay-like status on each RayService at `rate`/s; latency until the owner's phase is Ready."""
+    custom = client.CustomObjectsApi(api)
+    written: dict[str, float] = {}
+    begin = time.monotonic()
+    for i, name in enumerate(names):
+        time.sleep(max(0.0, begin + i / rate - time.monotonic()))
+        written[name] = time.monotonic()
+        custom.patch_namespaced_custom_object_status(
+            *CHILDREN["RayService"][:2],
+            namespace,
+            CHILDREN["RayService"][2],
+            name,
+            {"status": kuberay_ready()},
+            _content_type="application/merge-patch+json",
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all((n, "Ready") in watcher.phase_at for n in names):
+        time.sleep(0.05)
+    return [watcher.phase_at[(n, "Ready")] - written[n] for n in names if (n, "Ready") in watcher.phase_at]
+
+
+def make_namespace(api: client.ApiClient, name: str) -> str:
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, profile: Path | None) -> dict[str, Any]:
+    apiserver = plane.processes["kube-apiserver"].pid
+    row: dict[str, Any] = {"n": n, "steady_n": steady_n}
+    base_ns = make_namespace(api, f"base-{n}")
+    cpu0 = cpu_seconds(apiserver)
+    row["baseline_s"] = baseline(api, base_ns, n)
+    row["baseline_apiserver_cpu"] = cpu_seconds(apiserver) - cpu0
+
+    burst_ns, steady_ns = make_namespace(api, f"burst-{n}"), make_namespace(api, f"steady-{n}")
+    log = Path(tempfile.mkdtemp(prefix="operator-scale-")) / f"operator-{n}.log"
+    operator = Operator(plane.kubeconfig, [burst_ns, steady_ns], log).start()
+    burst, steady = Watcher(api, burst_ns), Watcher(api, steady_ns)
+    try:
+        time.sleep(2)  # let kopf's watches settle so start-up is not counted
+        op_cpu0, api_cpu0, requests0 = cpu_seconds(operator.pid), cpu_seconds(apiserver), request_counts(plane)
+        names = [f"d{i:05d}" for i in range(n)]
+        with profiled(operator.pid, profile):
+            started = create_all(api, burst_ns, names, rate=None)
+            present = burst.wait_present(names, timeout=max(300, n))
+        row["burst_missing"] = n - len(present)
+        latencies = [present[name] - started[name] for name in present]
+        row["burst_total_s"] = max(present.values()) - min(started.values())
+        row["burst_p50_ms"], row["burst_p99_ms"] = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
+        row["burst_operator_cpu"] = cpu_seconds(operator.pid) - op_cpu0
+        row["burst_apiserver_cpu"] = cpu_seconds(apiserver) - api_cpu0
+        delta = request_counts(plane) - requests0
+        row["burst_requests_per_object"] = {key: round(count / n, 2) for key, count in delta.most_common(20)}
+        print(json.dumps(row), flush=True)
+        time.sleep(3)  # statuses of the burst settle
+
+        steady_names = [f"s{i:05d}" for i in range(steady_n)]
+        started = create_all(api, steady_ns, steady_names, rate=10)
+        present = steady.wait_present(steady_names, timeout=max(300, steady_n))
+        row["steady_missing"] = steady_n - len(present)
+        latencies = [present[name] - started[name] for name in present]
+        row["steady_p50_ms"], row["steady_p99_ms"] = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
+        time.sleep(3)
+
+        sample = steady_names[: min(100, steady_n)]
+        delays = status_propagation(api, steady, steady_ns, sample, rate=10)
+        row["status_p50_ms"], row["status_p99_ms"] = 1000 * pct(delays, 50), 1000 * pct(delays, 99)
+        row["status_seen"] = f"{len(delays)}/{len(sample)}"
+        time.sleep(3)
+        row["operator_rss_mb"] = peak_rss_mb(operator.pid)
+        row["operator_rss_now_mb"] = rss_mb(operator.pid)
+        row["operator_cpu_s"] = cpu_seconds(operator.pid)
+        row["objects"] = n + steady_n
+    finally:
+        operator.stop()
+    row |= resync(plane, [burst_ns, steady_ns], log, [burst, steady], n + steady_n)
+    return row
+
+
+def resync(
+    plane: ControlPlane, namespaces: list[str], log: Path, watchers: list[Watcher], objects: int
+) -> dict[str, Any]:
+    """A restarted operator resumes every object: writes it makes (goal: zero for unchanged objects)."""
+    before = sum(sum(w.writes.values()) for w in watchers)
+    operator = Operator(plane.kubeconfig, namespaces, log).start()
+    try:
+        cpu0 = cpu_seconds(operator.pid)
+        time.sleep(max(10, objects / 50))
+        return {
+            "resync_writes": sum(sum(w.writes.values()) for w in watchers) - before,
+            "resync_operator_cpu": cpu_seconds(operator.pid) - cpu0,
+        }
+    finally:
+        operator.stop()
+        for watcher in watchers:
+            watcher.close()
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    spec: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("N", lambda r: str(r["n"])),
+        ("baseline s", lambda r: f"{r['baseline_s']:.1f}"),
+        ("burst total s", lambda r: f"{r['burst_total_s']:.1f}"),
+        ("ratio", lambda r: f"{r['burst_total_s'] / r['baseline_s']:.2f}x"),
+        ("burst p50/p99 ms", lambda r: f"{r['burst_p50_ms']:.0f}/{r['burst_p99_ms']:.0f}"),
+        ("steady 10/s p50/p99 ms", lambda r: f"{r['steady_p50_ms']:.0f}/{r['steady_p99_ms']:.0f}"),
+        ("missing b/s", lambda r: f"{r.get('burst_missing', 0)}/{r.get('steady_missing', 0)}"),
+        ("status p50/p99 ms", lambda r: f"{r['status_p50_ms']:.0f}/{r['status_p99_ms']:.0f}"),
+        ("op CPU s burst/total", lambda r: f"{r['burst_operator_cpu']:.1f}/{r['operator_cpu_s']:.1f}"),
+        ("apiserver CPU s base/burst", lambda r: f"{r['baseline_apiserver_cpu']:.1f}/{r['burst_apiserver_cpu']:.1f}"),
+        ("op peak RSS MB (objects)", lambda r: f"{r['operator_rss_mb']:.0f} ({r['objects']})"),
+        ("resync writes (op CPU s)", lambda r: f"{r['resync_writes']} ({r['resync_operator_cpu']:.1f})"),
+    ]
+    header = "| " + " | ".join(name for name, _ in spec) + " |"
+    rule = "|" + "|".join("---" for _ in spec) + "|"
+    body = ["| " + " | ".join(render(row) for _, render in spec) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, action="append", help="deployments per burst (repeatable; default 200, 1000)")
+    parser.add_argument("--steady-n", type=int, default=None, help="deployments at 10/s (default: min(N, 300))")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator during the largest burst here")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    sizes = args.n or [200, 1000]
+    state = Path(tempfile.mkdtemp(prefix="operator-scale-plane-"))
+    rows = []
+    print(
+        f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    with ControlPlane(state, binaries=find_binaries(), with_controller_manager=False) as plane:
+        api = load_config(str(plane.kubeconfig))
+        for n in sizes:
+            steady_n = args.steady_n or min(n, 300)
+            profile = args.profile if (args.profile and n == max(sizes)) else None
+            rows.append(run_n(plane, api, n, steady_n, profile))
+            print(json.dumps(rows[-1]), flush=True)
+    shutil.rmtree(state, ignore_errors=True)
+    print(table(rows))
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    if args.profile and args.profile.exists():
+        print(summarize_profile(args.profile))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
