@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv control-plane lint test test-fast demo demo-down crds lock clean
+.PHONY: venv control-plane system-deps lint test test-fast demo demo-down crds lock clean
 
 $(INSTALLED): requirements/lock.txt pyproject.toml hack/install-venv.sh
 	@echo "==> installing the pinned environment into $(VENV)/ (first time: ~3 GB of wheels)"
@@ -18,13 +18,16 @@ control-plane:
 	@echo "==> control-plane binaries (built once from the Go module proxy into ~/.cache/llm-operator)"
 	@bash hack/build-control-plane.sh
 
+system-deps:
+	@bash hack/install-prometheus.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	MYPYPATH=operator:serving $(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv control-plane lint
+test: venv control-plane system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Pure tests only: no control plane, no Ray.
