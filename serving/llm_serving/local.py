@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -78,11 +79,21 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start Ray and Serve, deploy the app, block until a termination signal, then shut down."""
     options = parse_options(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     env = {**CPU_ENV, **(HAPROXY_ENV if options.ingress == "haproxy" else {})}
+    if options.ingress == "haproxy":
+        # HAProxy's own stats and metrics listeners default to fixed ports (8404, 9101) on 0.0.0.0; take
+        # free loopback ports so two local apps (tests, demo, benchmark) never collide.
+        env |= {"RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()), "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port())}
     for key, value in env.items():
         os.environ.setdefault(key, value)
 

@@ -11,8 +11,10 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.chart.conftest import Helm, can_i
 from tests.conftest import OperatorProcess
@@ -197,14 +199,37 @@ def test_namespaced_mode_end_to_end(helm: Helm, cluster: Cluster, namespace: str
             cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+def peering_crd(kind: str, scope: str) -> dict[str, Any]:
+    """A CRD for kopf's peering kind (kopf.dev/v1): only a free-form status, which is all kopf writes."""
+    plural = f"{kind.lower()}s"
+    schema = {
+        "type": "object",
+        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kopf.dev"},
+        "spec": {
+            "scope": scope,
+            "group": "kopf.dev",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
+        },
+    }
+
+
 @pytest.fixture
-def kopf_peering_crds(cluster: Cluster) -> Iterator[None]:
+def kopf_peering_crds(cluster: Cluster, tmp_path: Path) -> Iterator[None]:
     """kopf's peering CRDs for one test; removed after the operator stopped (it unregisters on exit)."""
-    crds = str(Path(__file__).with_name("kopf-peering-crds.yaml"))
-    cluster.kubectl("apply", "--server-side", "-f", crds)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+    crds = tmp_path / "kopf-peering-crds.yaml"
+    crds.write_text(
+        yaml.safe_dump_all([peering_crd("ClusterKopfPeering", "Cluster"), peering_crd("KopfPeering", "Namespaced")])
+    )
+    cluster.kubectl("apply", "--server-side", "-f", str(crds))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
     yield
-    cluster.kubectl("delete", "-f", crds, "--wait=false", check=False)
+    cluster.kubectl("delete", "-f", str(crds), "--wait=false", check=False)
 
 
 def test_peering_as_chart_service_account(
