@@ -61,8 +61,9 @@ def _post(body: Any, outcome: rc.Outcome) -> None:
 @kopf.on.resume(*LLMD)
 @kopf.on.create(*LLMD)
 @kopf.on.update(*LLMD)
-def on_llmdeployment(body: kopf.Body, memo: Any, **_: Any) -> None:
-    _post(body, rc.reconcile(memo["ctx"], body))
+def on_llmdeployment(body: kopf.Body, reason: str, memo: Any, **_: Any) -> None:
+    # A created or changed spec changes the children: apply them without reading them first.
+    _post(body, rc.reconcile(memo["ctx"], body, spec_changed=reason in ("create", "update")))
 
 
 @kopf.timer(*LLMD, interval=from_env().recheck_seconds, idle=1)
@@ -111,9 +112,10 @@ def _on_child(event_type: str, body: kopf.Body, namespace: str | None, memo: Any
 @kopf.on.event(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", when=lambda name, **_: name in MONITORING_CRDS
 )
-def on_monitoring_crd(memo: Any, **_: Any) -> None:
+def on_monitoring_crd(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     """prometheus-operator CRDs installed or removed: reconcile the deployments whose monitors depend on it."""
     ctx: rc.Context = memo["ctx"]
+    ctx.kube.note_crd(body, deleted=type == "DELETED")
     for owner in ctx.kube.list_deployments(memo.get("namespaces") or ()):
         if owner["spec"].get("monitoring", {}).get("enabled", True) and not owner["metadata"].get("deletionTimestamp"):
             _post(owner, rc.reconcile(ctx, owner))

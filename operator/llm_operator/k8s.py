@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+SERVED_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Kube:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self._served: dict[Kind, tuple[bool, float]] = {}
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it (or its CRD) does not exist."""
@@ -176,11 +179,32 @@ class Kube:
         return True
 
     def served(self, kind: Kind) -> bool:
-        """Whether the API serves this kind now (its CRD is installed and established)."""
+        """Whether the API serves this kind (its CRD is installed); asked once, then kept current by `note_crd`.
+
+        The operator's CRD watch calls `note_crd` on every change, so discovery is not asked per reconcile;
+        entries also expire after `SERVED_TTL` seconds in case a watch event was missed.
+        """
+        cached = self._served.get(kind)
+        if cached is not None and time.monotonic() - cached[1] < SERVED_TTL:
+            return cached[0]
         try:
             resources = self.custom.get_api_resources(kind.group, kind.version)
+            present = any(resource.name == kind.plural for resource in resources.resources)
         except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return any(resource.name == kind.plural for resource in resources.resources)
+            if error.status != 404:
+                raise
+            present = False
+        self._served[kind] = (present, time.monotonic())
+        return present
+
+    def note_crd(self, crd: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """Record a CRD's state from a watch event: terminating or deleted CRDs serve nothing new."""
+        spec = crd.get("spec") or {}
+        established = any(
+            cond.get("type") == "Established" and cond.get("status") == "True"
+            for cond in (crd.get("status") or {}).get("conditions") or []
+        )
+        present = established and not deleted and not crd.get("metadata", {}).get("deletionTimestamp")
+        for version in spec.get("versions") or []:
+            kind = Kind(spec.get("group", ""), version.get("name", ""), (spec.get("names") or {}).get("plural", ""))
+            self._served[kind] = (present and bool(version.get("served")), time.monotonic())

@@ -180,13 +180,25 @@ def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
 
 
 def _sync_children(
-    ctx: Context, desired: list[dict[str, Any]], known: Mapping[str, dict[str, Any] | None], outcome: Outcome
+    ctx: Context,
+    desired: list[dict[str, Any]],
+    known: Mapping[str, dict[str, Any] | None],
+    outcome: Outcome,
+    *,
+    spec_changed: bool = False,
 ) -> dict[str, dict[str, Any] | None]:
-    """Apply each child whose rendered fields differ from the live object; return the live objects."""
+    """Apply each child whose rendered fields differ from the live object; return the live objects.
+
+    With `spec_changed` every child is applied without a GET first: server-side apply of an object that
+    does not change is not a write (its resourceVersion stays), so reading first would only add a request.
+    """
     live: dict[str, dict[str, Any] | None] = {}
     for body in desired:
         kind, meta = body["kind"], body["metadata"]
-        actual = known[kind] if kind in known else ctx.kube.get(KINDS[kind], meta["namespace"], meta["name"])
+        if spec_changed:
+            actual = None
+        else:
+            actual = known[kind] if kind in known else ctx.kube.get(KINDS[kind], meta["namespace"], meta["name"])
         if actual is None or not is_subset(body, actual):
             actual = ctx.kube.apply(body)
             outcome.writes.append(f"apply {kind}/{meta['name']}")
@@ -280,7 +292,13 @@ def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any],
     observe_phase(meta["namespace"], meta["name"], status["phase"])
 
 
-def reconcile(ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict[str, Any] | None] = {}) -> Outcome:
+def reconcile(
+    ctx: Context,
+    body: Mapping[str, Any],
+    *,
+    known: Mapping[str, dict[str, Any] | None] = {},
+    spec_changed: bool = False,
+) -> Outcome:
     """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
 
     `known` may carry children the caller already holds (e.g. from a watch event), saving a GET.
@@ -318,7 +336,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any], *, known: Mapping[str, dict
         if capacity.blocked is None:
             desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
             _sync_dashboards(ctx, body, owner, desired, outcome)
-            live = _sync_children(ctx, desired, known, outcome)
+            live = _sync_children(ctx, desired, known, outcome, spec_changed=spec_changed)
             if spec.monitoring.enabled is False:
                 _remove_monitors(ctx, owner, outcome)
         elif previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason:

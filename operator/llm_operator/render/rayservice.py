@@ -13,6 +13,8 @@ from llm_operator.models import LLMDeploymentSpec, PodOverrides
 from llm_operator.render.common import Owner, child
 from llm_serving.config import Autoscaling, Deployment, ModelSource, ServeAppConfig
 
+# libyaml's dumper is five times faster than PyYAML's pure-Python one and writes the same text.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 HEAD_RESOURCES = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
 HEAD_PORTS = [
     {"name": "gcs", "containerPort": 6379},
@@ -85,7 +87,7 @@ def serve_config(spec: LLMDeploymentSpec) -> str:
     """`serveConfigV2`: one application, our app builder, args from the contract."""
     args = serve_app_config(spec).model_dump(mode="json", exclude_none=True)
     config = {"applications": [{"name": c.SERVE_APP_NAME, "import_path": c.SERVE_IMPORT_PATH, "args": args}]}
-    return yaml.safe_dump(config, sort_keys=False)
+    return yaml.dump(config, Dumper=_DUMPER, sort_keys=False)
 
 
 def _token_env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
