@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv control-plane system-deps lint test test-fast demo demo-down crds lock clean
+.PHONY: venv control-plane system-deps lint test test-fast demo demo-down crds lock clean bench-operator bench-serving soak
 
 $(INSTALLED): requirements/lock.txt pyproject.toml hack/install-venv.sh
 	@echo "==> installing the pinned environment into $(VENV)/ (first time: ~3 GB of wheels)"
@@ -39,6 +39,17 @@ demo: venv control-plane
 
 demo-down:
 	$(BIN)/python -m llm_operator.demo down
+
+# Benchmarks print tables; record results in bench/RESULTS.md.
+bench-operator: venv control-plane
+	$(BIN)/python bench/operator_scale.py
+
+bench-serving: venv
+	$(BIN)/python bench/serving_overhead.py
+
+# The reliability suite's long variants.
+soak: venv control-plane
+	RELIABILITY_KILLS=50 RELIABILITY_BATCH=50 RELIABILITY_WRITERS_SECONDS=60 $(BIN)/pytest tests/reliability -s
 
 crds: venv
 	$(BIN)/python -m llm_operator.crd > crds/llmops.dev_llmdeployments.yaml
