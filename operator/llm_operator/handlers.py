@@ -24,7 +24,6 @@ from llm_operator.k8s import Kube, load_config
 from llm_operator.metrics import observe_phase
 from llm_operator.settings import from_env
 
-log = logging.getLogger(__name__)
 LLMD = (c.GROUP, c.VERSION, c.PLURAL)
 MANAGED = {c.LABEL_MANAGED_BY: c.APP_NAME}
 MONITORING_CRDS = {f"{c.SERVICEMONITOR_PLURAL}.{c.MONITORING_GROUP}", f"{c.PODMONITOR_PLURAL}.{c.MONITORING_GROUP}"}

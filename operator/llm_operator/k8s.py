@@ -7,7 +7,6 @@ never reads a Secret's data.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -18,8 +17,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from llm_operator import constants as c
-
-log = logging.getLogger(__name__)
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"

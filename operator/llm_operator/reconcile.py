@@ -7,7 +7,6 @@ and the status is patched only when it changed.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,8 +28,6 @@ from llm_operator.render.monitors import render_podmonitor, render_servicemonito
 from llm_operator.render.rayservice import RayEnv, WorkerShape, render_rayservice
 from llm_operator.settings import Settings
 from llm_operator.status import Observed, Verdict, compute_status, status_patch, with_metrics
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
