@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from llm_serving import client
+from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 
 SERVED_NAME = "tiny"
@@ -102,29 +100,12 @@ def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subp
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{stack.name} exited with {process.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    stop(process)
-    raise RuntimeError(f"{stack.name} not ready in 300 s; see {log.name}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL of the process group if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    try:
+        wait_until_serving(process, url, timeout=300, log=Path(log.name))
+    except RuntimeError:
+        stop_server(process)
+        raise
+    return process, url
 
 
 async def measure(url: str, concurrency: int, requests: int) -> tuple[list[client.Result], float]:
@@ -200,7 +181,7 @@ def main() -> int:
             try:
                 rounds[name].append(run_round(url))
             finally:
-                stop(process)
+                stop_server(process)
             time.sleep(5)  # let the previous stack's helper processes exit before the next starts
             print(f"round {round_no + 1}/{options.rounds}: {name} done", file=sys.stderr)
     summaries = {name: pooled(rounds[name]) for name in names}

@@ -13,8 +13,11 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 # Settings a CPU-only machine needs; set before Ray starts so every Ray process inherits them.
@@ -77,6 +80,34 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--temp-dir", default=None, help="Ray's session folder (logs); default Ray's")
     parser.add_argument("--engine-kwargs", default="{}", help="extra vLLM engine arguments as JSON")
     return parser.parse_args(argv)
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: float, log: Path) -> None:
+    """Wait until a server started as `process` answers `GET {url}/v1/models`; raise with its log's end."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url}: not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (this runner then shuts Ray down), then SIGKILL of the process group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def _free_port() -> int:

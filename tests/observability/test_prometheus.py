@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.render.panels import PANELS, selector
 from llm_operator.settings import Settings
+from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, condition, llmd, wait_for
@@ -43,8 +43,6 @@ NAME = "tiny"
 SERVED_NAME = "tiny"
 WINDOW = "1m"
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
-ENGINE_PATTERN = "llm_serving.local|vllm.entrypoints"
-ENGINE_WAIT_S = 1800
 STARTUP_TIMEOUT_S = 300
 # Ray's socket paths must stay short: its session folder lives directly under /tmp.
 RAY_DIR = Path(f"/tmp/ray-obs-{os.getpid()}")
@@ -60,18 +58,6 @@ class Stack:
     operator: OperatorProcess
     namespace: str
     workdir: Path
-
-
-def _wait_for_other_engines() -> None:
-    """Only one vLLM engine may run on this machine: wait while another engineer's is up."""
-    deadline = time.monotonic() + ENGINE_WAIT_S
-    while time.monotonic() < deadline:
-        found = subprocess.run(["pgrep", "-f", ENGINE_PATTERN], capture_output=True, text=True, check=False)
-        others = [pid for pid in found.stdout.split() if int(pid) != os.getpid()]
-        if not others:
-            return
-        time.sleep(10)
-    pytest.fail(f"another vLLM engine kept running for {ENGINE_WAIT_S}s")
 
 
 def _start_app(model: Path, workdir: Path, port: int, metrics_port: int) -> subprocess.Popen[bytes]:
@@ -103,30 +89,6 @@ def _start_app(model: Path, workdir: Path, port: int, metrics_port: int) -> subp
     ]
     with (workdir / "app.log").open("wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _wait_app(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serving app exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"serving app not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
-
-
-def _stop_app(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def _scrape_configs(namespace: str, app: str, operator_target: str) -> list[dict[str, Any]]:
@@ -204,7 +166,6 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     cluster.kubectl("create", "namespace", namespace)
     app_port, metrics_port, prometheus_port = free_port(), free_port(), free_port()
     operator_metrics, liveness = free_port(), free_port()
-    _wait_for_other_engines()
     app = _start_app(model, workdir, app_port, metrics_port)
     prometheus: Prometheus | None = None
     operator: OperatorProcess | None = None
@@ -227,7 +188,7 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             ["--metrics-port", str(operator_metrics), "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
         ).start()
         app_url = f"http://127.0.0.1:{app_port}"
-        _wait_app(app, app_url, workdir / "app.log")
+        wait_until_serving(app, app_url, timeout=STARTUP_TIMEOUT_S, log=workdir / "app.log")
         operator.wait_ready()
         yield Stack(app_url, prometheus, operator, namespace, workdir)
     finally:
@@ -235,7 +196,7 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             operator.stop()
         if prometheus:
             prometheus.stop()
-        _stop_app(app)
+        stop_server(app)
         shutil.rmtree(RAY_DIR, ignore_errors=True)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 
 SERVED_NAME = "tiny"
@@ -45,30 +43,6 @@ def _free_port() -> int:
 def tiny_model(request: pytest.FixtureRequest) -> Path:
     """The tiny model, cached across sessions in pytest's cache folder."""
     return build_tiny_model(request.config.cache.mkdir("llm-serving") / "tiny-model")
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serving app exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    pytest.fail(f"serving app not ready after {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -106,10 +80,10 @@ def serving_app(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(process, base_url, log_path)
+        wait_until_serving(process, base_url, timeout=STARTUP_TIMEOUT_S, log=log_path)
         yield ServingApp(base_url, f"http://127.0.0.1:{metrics_port}/metrics", ray_dir, log_path)
     finally:
-        _stop(process)
+        stop_server(process)
         shutil.rmtree(ray_dir, ignore_errors=True)
 
 
