@@ -60,6 +60,14 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class NamespaceTerminatingError(RuntimeError):
+    """The namespace is being deleted: nothing new can be created in it."""
+
+
+class ConflictError(RuntimeError):
+    """The object changed since it was read (HTTP 409)."""
+
+
 class Kube:
     """Typed, narrow access to the API for the operator: get/apply/delete children, status, Secrets."""
 
@@ -90,6 +98,15 @@ class Kube:
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of a child with our field manager, taking over fields we own."""
+        try:
+            return self._apply(body)
+        except ApiException as error:
+            # Nothing can be created in a namespace being deleted; its LLMDeployments are going away too.
+            if error.status == 403 and "because it is being terminated" in str(error.body):
+                raise NamespaceTerminatingError(body["metadata"]["namespace"]) from None
+            raise
+
+    def _apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         kind = KINDS[body["kind"]]
         meta = body["metadata"]
         if kind == CONFIGMAP:
@@ -142,11 +159,16 @@ class Kube:
         )
 
     def set_finalizers(self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str) -> None:
-        """Replace the LLMDeployment's finalizers; 409 if it changed since `resource_version` (kopf retries)."""
+        """Replace the LLMDeployment's finalizers; `ConflictError` if it changed since `resource_version`."""
         patch = {"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}}
-        self.custom.patch_namespaced_custom_object(
-            c.GROUP, c.VERSION, namespace, c.PLURAL, name, patch, _content_type=MERGE
-        )
+        try:
+            self.custom.patch_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name, patch, _content_type=MERGE
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise ConflictError(f"{namespace}/{name} changed; read it again") from None
+            raise
 
     def list_deployments(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
         """LLMDeployments in these namespaces (all namespaces when empty)."""

@@ -19,7 +19,16 @@ from llm_operator import live_metrics, naming
 from llm_operator.capacity_check import CapacityOutcome, check_capacity
 from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
 from llm_operator.constants import Reason
-from llm_operator.k8s import CONFIGMAP, KINDS, PODMONITOR, RAYSERVICE, SERVICEMONITOR, Kube
+from llm_operator.k8s import (
+    CONFIGMAP,
+    KINDS,
+    PODMONITOR,
+    RAYSERVICE,
+    SERVICEMONITOR,
+    ConflictError,
+    Kube,
+    NamespaceTerminatingError,
+)
 from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
 from llm_operator.render.common import Owner
@@ -236,15 +245,22 @@ def _set_finalizer(ctx: Context, body: Mapping[str, Any], present: bool, outcome
     meta = body["metadata"]
     if (c.FINALIZER_DASHBOARDS in (meta.get("finalizers") or [])) == present:
         return
-    # Read the object afresh (the caller's copy may predate our own status write) and patch that version.
-    current = ctx.kube.get_deployment(meta["namespace"], meta["name"])
-    if current is None:
+    # Read the object afresh (the caller's copy may predate our own status write) and patch that version;
+    # another writer (kopf, a status write, a user) may get in between: then read again.
+    for _ in range(5):
+        current = ctx.kube.get_deployment(meta["namespace"], meta["name"])
+        if current is None:
+            return
+        finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != c.FINALIZER_DASHBOARDS]
+        if present:
+            finalizers.append(c.FINALIZER_DASHBOARDS)
+        try:
+            ctx.kube.set_finalizers(meta["namespace"], meta["name"], finalizers, current["metadata"]["resourceVersion"])
+        except ConflictError:
+            continue
+        outcome.writes.append(f"{'add' if present else 'remove'} finalizer {c.FINALIZER_DASHBOARDS}")
         return
-    finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != c.FINALIZER_DASHBOARDS]
-    if present:
-        finalizers.append(c.FINALIZER_DASHBOARDS)
-    ctx.kube.set_finalizers(meta["namespace"], meta["name"], finalizers, current["metadata"]["resourceVersion"])
-    outcome.writes.append(f"{'add' if present else 'remove'} finalizer {c.FINALIZER_DASHBOARDS}")
+    raise ConflictError(f"{meta['namespace']}/{meta['name']}: finalizers kept changing")
 
 
 def _sync_dashboards(
@@ -299,7 +315,21 @@ def reconcile(
     """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
 
     `known` may carry children the caller already holds (e.g. from a watch event), saving a GET.
+    In a namespace being deleted there is nothing to do (and nothing can be created): no retries.
     """
+    try:
+        return _reconcile(ctx, body, known=known, spec_changed=spec_changed)
+    except NamespaceTerminatingError:
+        return Outcome()
+
+
+def _reconcile(
+    ctx: Context,
+    body: Mapping[str, Any],
+    *,
+    known: Mapping[str, dict[str, Any] | None],
+    spec_changed: bool,
+) -> Outcome:
     owner = _owner(body)
     with _serialized(owner.namespace, owner.name), reconcile_timer() as result:
         outcome = Outcome()
