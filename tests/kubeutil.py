@@ -73,6 +73,13 @@ def start_cluster(state_dir: Path, kubeconfig: str | None = None) -> Iterator[Cl
         yield Cluster(plane.kubeconfig, plane, str(plane.binaries.kubectl))
 
 
+def write_rayservice_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Write a RayService status the way KubeRay does: a merge patch of the status subresource."""
+    cluster.custom.patch_namespaced_custom_object_status(
+        "ray.io", "v1", namespace, "rayservices", name, {"status": status}, _content_type="application/merge-patch+json"
+    )
+
+
 def wait_for(probe: Callable[[], T | None], *, timeout: float = 20, interval: float = 0.05, what: str = "") -> T:
     """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

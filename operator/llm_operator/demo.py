@@ -18,11 +18,17 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from llm_operator.devcluster import REPO_ROOT, ControlPlane, find_binaries, free_port, group_alive, stop_recorded
+from llm_operator.devcluster import (
+    REPO_ROOT,
+    ControlPlane,
+    find_binaries,
+    free_port,
+    group_alive,
+    kuberay_ready_status,
+    stop_recorded,
+)
 
 STATE = REPO_ROOT / ".demo"
 EXAMPLES = REPO_ROOT / "examples"
@@ -98,32 +104,6 @@ def _wait_http(url: str, timeout: float, what: str, pid: int, log: Path) -> None
 
 def _phase(demo: Demo, name: str) -> str:
     return demo.kubectl("get", "llmd", name, "-o", "jsonpath={.status.phase}")
-
-
-def _kuberay_status() -> dict[str, Any]:
-    """A RayService status as KubeRay v1.7 writes it once the cluster is up and the app RUNNING."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "status": {
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "NonZeroServeEndpoints",
-                    "message": "",
-                    "lastTransitionTime": now,
-                    "observedGeneration": 1,
-                }
-            ],
-            "activeServiceStatus": {
-                "applicationStatuses": {"llm": {"status": "RUNNING", "serveDeploymentStatuses": {}}},
-                "rayClusterName": f"{DEMO_NAME}-raycluster-local",
-                "rayClusterStatus": {"readyWorkerReplicas": 1, "desiredWorkerReplicas": 1},
-            },
-            "numServeEndpoints": 1,
-            "observedGeneration": 1,
-        }
-    }
 
 
 def _control_plane(demo: Demo, options: argparse.Namespace) -> str:
@@ -234,7 +214,13 @@ def _serve(demo: Demo) -> int:
         "does (Ready, application RUNNING, 1 ready worker)"
     )
     demo.kubectl(
-        "patch", "rayservice", DEMO_NAME, "--subresource=status", "--type=merge", "-p", json.dumps(_kuberay_status())
+        "patch",
+        "rayservice",
+        DEMO_NAME,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": kuberay_ready_status(f"{DEMO_NAME}-raycluster-local")}),
     )
     deadline = time.monotonic() + 30
     while _phase(demo, DEMO_NAME) != "Ready" and time.monotonic() < deadline:

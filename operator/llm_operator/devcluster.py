@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("LLMOP_CACHE", Path.home() / ".cache" / "llm-operator"))
@@ -407,6 +408,33 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def kuberay_ready_status(cluster_name: str = "local-raycluster") -> dict[str, Any]:
+    """A RayService status as KubeRay v1.7 writes it once its cluster is up and the Serve app RUNNING.
+
+    No KubeRay controller runs on the local control plane: the demo and the tests write this in its place.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "NonZeroServeEndpoints",
+                "message": "",
+                "lastTransitionTime": now,
+                "observedGeneration": 1,
+            }
+        ],
+        "activeServiceStatus": {
+            "applicationStatuses": {"llm": {"status": "RUNNING", "serveDeploymentStatuses": {}}},
+            "rayClusterName": cluster_name,
+            "rayClusterStatus": {"readyWorkerReplicas": 1, "desiredWorkerReplicas": 1},
+        },
+        "numServeEndpoints": 1,
+        "observedGeneration": 1,
+    }
 
 
 def upstream_crds(names: Sequence[str]) -> list[Path]:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from llm_operator.devcluster import kuberay_ready_status
 from tests.conftest import OperatorProcess
-from tests.kubeutil import Cluster, condition, llmd, wait_for
+from tests.kubeutil import Cluster, condition, llmd, wait_for, write_rayservice_status
 
 RS = ("ray.io", "v1", "rayservices")
 SM = ("monitoring.coreos.com", "v1", "servicemonitors")
@@ -61,36 +62,6 @@ def versions(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
     return {kind: (obj or {}).get("metadata", {}).get("resourceVersion", "") for kind, obj in found.items()}
 
 
-def write_rayservice_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Write RayService status as KubeRay does: through the status subresource."""
-    cluster.custom.patch_namespaced_custom_object_status(
-        "ray.io", "v1", namespace, "rayservices", name, {"status": status}, _content_type="application/merge-patch+json"
-    )
-
-
-def kuberay_status(*, ready: bool, app: str, ready_workers: int, desired: int) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True" if ready else "False",
-                "reason": "NonZeroServeEndpoints" if ready else "Initializing",
-                "message": "",
-                "lastTransitionTime": now,
-                "observedGeneration": 1,
-            }
-        ],
-        "activeServiceStatus": {
-            "applicationStatuses": {"llm": {"status": app, "serveDeploymentStatuses": {}}},
-            "rayClusterName": "x-raycluster-abcde",
-            "rayClusterStatus": {"readyWorkerReplicas": ready_workers, "desiredWorkerReplicas": desired},
-        },
-        "numServeEndpoints": 1 if ready else 0,
-        "observedGeneration": 1,
-    }
-
-
 def test_creates_children_and_reports_status(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     cluster.apply(llmd("m", namespace, monitoring={"labels": {"release": "kube-prometheus-stack"}}))
     found = all_children(cluster, namespace, "m")
@@ -114,9 +85,7 @@ def test_creates_children_and_reports_status(cluster: Cluster, namespace: str, o
 
     # KubeRay reports the cluster up and the app running: the LLMDeployment follows at once.
     started = time.monotonic()
-    write_rayservice_status(
-        cluster, namespace, "m", kuberay_status(ready=True, app="RUNNING", ready_workers=1, desired=1)
-    )
+    write_rayservice_status(cluster, namespace, "m", kuberay_ready_status())
     ready = wait_for(
         lambda: (o := cluster.get(*LD, namespace, "m")) and o["status"]["phase"] == "Ready" and o, what="Ready phase"
     )

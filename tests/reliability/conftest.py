@@ -155,36 +155,6 @@ def wait_quiet(cluster: Cluster, namespace: str, *, timeout: float, window: floa
     raise AssertionError(f"still writing after {timeout}s")
 
 
-def kuberay_ready_status() -> dict[str, Any]:
-    """A RayService status as KubeRay writes it once the Serve app runs."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "NonZeroServeEndpoints",
-                "message": "",
-                "lastTransitionTime": now,
-                "observedGeneration": 1,
-            }
-        ],
-        "activeServiceStatus": {
-            "applicationStatuses": {"llm": {"status": "RUNNING", "serveDeploymentStatuses": {}}},
-            "rayClusterName": "x-raycluster-abcde",
-            "rayClusterStatus": {"readyWorkerReplicas": 1, "desiredWorkerReplicas": 1},
-        },
-        "numServeEndpoints": 1,
-        "observedGeneration": 1,
-    }
-
-
-def write_rayservice_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
-    cluster.custom.patch_namespaced_custom_object_status(
-        "ray.io", "v1", namespace, "rayservices", name, {"status": status}, _content_type="application/merge-patch+json"
-    )
-
-
 def create_llmd(cluster: Cluster, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     cluster.custom.create_namespaced_custom_object(LD[0], LD[1], meta["namespace"], LD[2], body)

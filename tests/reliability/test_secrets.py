@@ -8,15 +8,14 @@ import json
 import secrets
 from collections.abc import Callable
 
+from llm_operator.devcluster import kuberay_ready_status
 from tests.conftest import OperatorProcess
-from tests.kubeutil import Cluster, llmd, wait_for
+from tests.kubeutil import Cluster, llmd, wait_for, write_rayservice_status
 from tests.reliability.conftest import (
     CHILD_KINDS,
     LD,
     create_llmd,
-    kuberay_ready_status,
     wait_converged,
-    write_rayservice_status,
 )
 
 

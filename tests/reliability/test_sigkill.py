@@ -15,16 +15,15 @@ from collections.abc import Callable
 
 from kubernetes.client.exceptions import ApiException
 
+from llm_operator.devcluster import kuberay_ready_status
 from tests.conftest import OperatorProcess
-from tests.kubeutil import Cluster, llmd
+from tests.kubeutil import Cluster, llmd, write_rayservice_status
 from tests.reliability.conftest import (
     LD,
     convergence_problems,
     create_llmd,
-    kuberay_ready_status,
     wait_converged,
     wait_quiet,
-    write_rayservice_status,
 )
 
 BATCH = int(os.environ.get("RELIABILITY_BATCH", "20"))
