@@ -146,9 +146,9 @@ class Kube:
             raise
         return True
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the LLMDeployment's status subresource."""
-        self.custom.patch_namespaced_custom_object_status(
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the LLMDeployment's status subresource; the object as stored after the patch."""
+        result = self.custom.patch_namespaced_custom_object_status(
             c.GROUP,
             c.VERSION,
             namespace,
@@ -157,18 +157,22 @@ class Kube:
             {"status": dict(status)},
             _content_type=MERGE,
         )
+        return cast(dict[str, Any], result)
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str) -> None:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str
+    ) -> dict[str, Any]:
         """Replace the LLMDeployment's finalizers; `ConflictError` if it changed since `resource_version`."""
         patch = {"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}}
         try:
-            self.custom.patch_namespaced_custom_object(
+            result = self.custom.patch_namespaced_custom_object(
                 c.GROUP, c.VERSION, namespace, c.PLURAL, name, patch, _content_type=MERGE
             )
         except ApiException as error:
             if error.status == 409:
                 raise ConflictError(f"{namespace}/{name} changed; read it again") from None
             raise
+        return cast(dict[str, Any], result)
 
     def list_deployments(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
         """LLMDeployments in these namespaces (all namespaces when empty)."""

@@ -19,6 +19,7 @@ from llm_operator import live_metrics, naming
 from llm_operator.capacity_check import CapacityOutcome, check_capacity
 from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
 from llm_operator.constants import Reason
+from llm_operator.freshness import Newest
 from llm_operator.k8s import (
     CONFIGMAP,
     KINDS,
@@ -70,6 +71,8 @@ class Context:
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
+# The newest LLMDeployment and RayService seen per object: a late watch event must not roll status back.
+_newest = Newest()
 
 
 @contextmanager
@@ -85,6 +88,7 @@ def forget(namespace: str, name: str) -> None:
     """Drop per-object state of a deleted LLMDeployment."""
     with _locks_guard:
         _locks.pop((namespace, name), None)
+    _newest.forget((namespace, name))
 
 
 def is_subset(desired: Any, actual: Any) -> bool:
@@ -255,9 +259,12 @@ def _set_finalizer(ctx: Context, body: Mapping[str, Any], present: bool, outcome
         if present:
             finalizers.append(c.FINALIZER_DASHBOARDS)
         try:
-            ctx.kube.set_finalizers(meta["namespace"], meta["name"], finalizers, current["metadata"]["resourceVersion"])
+            stored = ctx.kube.set_finalizers(
+                meta["namespace"], meta["name"], finalizers, current["metadata"]["resourceVersion"]
+            )
         except ConflictError:
             continue
+        _newest.pick((meta["namespace"], meta["name"]), stored)
         outcome.writes.append(f"{'add' if present else 'remove'} finalizer {c.FINALIZER_DASHBOARDS}")
         return
     raise ConflictError(f"{meta['namespace']}/{meta['name']}: finalizers kept changing")
@@ -296,7 +303,7 @@ def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any],
     if patch is None:
         return
     meta = body["metadata"]
-    ctx.kube.patch_status(meta["namespace"], meta["name"], patch)
+    _newest.pick((meta["namespace"], meta["name"]), ctx.kube.patch_status(meta["namespace"], meta["name"], patch))
     outcome.writes.append("status")
     if previous.get("phase") != status["phase"]:
         kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
@@ -331,8 +338,14 @@ def _reconcile(
     spec_changed: bool,
 ) -> Outcome:
     owner = _owner(body)
+    key = (owner.namespace, owner.name)
     with _serialized(owner.namespace, owner.name), reconcile_timer() as result:
         outcome = Outcome()
+        # Another reconcile may have run since the caller's copies were read: start from the newest seen.
+        body = _newest.pick(key, body)
+        known_rayservice = known.get("RayService")
+        if known_rayservice is not None:
+            known = {**known, "RayService": _newest.pick(key, known_rayservice)}
         generation = int(body["metadata"].get("generation", 1))
         previous = dict(body.get("status") or {})
         lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None
@@ -373,6 +386,10 @@ def _reconcile(
             if "RayService" in known
             else ctx.kube.get(RAYSERVICE, owner.namespace, naming.rayservice_name(owner.name))
         )
+        if rayservice is None:
+            _newest.drop(key, "RayService")
+        else:
+            rayservice = _newest.pick(key, rayservice)
         observed = Observed(
             rayservice=rayservice,
             monitoring=monitoring,
@@ -410,6 +427,7 @@ def sample_metrics(ctx: Context, body: Mapping[str, Any]) -> Outcome:
         current = ctx.kube.get_deployment(owner.namespace, owner.name)
         if current is None or current["metadata"].get("deletionTimestamp"):
             return outcome
+        current = _newest.pick((owner.namespace, owner.name), current)
         figures: dict[str, float | None] | None
         try:
             figures = ctx.sample(url, owner.name, owner.namespace, window=ctx.settings.metrics_window)
@@ -431,7 +449,10 @@ def sample_metrics(ctx: Context, body: Mapping[str, Any]) -> Outcome:
         )
         patch = status_patch(previous, status)
         if patch is not None:
-            ctx.kube.patch_status(owner.namespace, owner.name, {key: patch[key] for key in ("metrics", "conditions")})
+            stored = ctx.kube.patch_status(
+                owner.namespace, owner.name, {key: patch[key] for key in ("metrics", "conditions")}
+            )
+            _newest.pick((owner.namespace, owner.name), stored)
             outcome.writes.append("status.metrics")
         outcome.status = status
     return outcome

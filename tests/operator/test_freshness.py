@@ -1,0 +1,40 @@
+"""resourceVersion ordering (KEP-5504) and the newest-copy store reconcile keeps per object."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_operator.freshness import Newest, is_older
+
+
+@pytest.mark.parametrize(
+    ("candidate", "than", "expected"),
+    [
+        ("9", "10", True),  # shorter is older: not a string comparison
+        ("10", "9", False),
+        ("123", "124", True),
+        ("124", "124", False),
+        ("", "5", None),
+        ("abc", "5", None),
+        ("05", "6", None),  # leading zeros: not a Kubernetes resourceVersion
+    ],
+)
+def test_is_older(candidate: str, than: str, expected: bool | None) -> None:
+    assert is_older(candidate, than) is expected
+
+
+def obj(version: str, phase: str) -> dict[str, object]:
+    return {"kind": "RayService", "metadata": {"resourceVersion": version}, "status": {"phase": phase}}
+
+
+def test_pick_keeps_the_newest_copy_per_owner_and_kind() -> None:
+    newest = Newest()
+    owner = ("ns", "m")
+    assert newest.pick(owner, obj("10", "new"))["status"] == {"phase": "new"}
+    assert newest.pick(owner, obj("9", "old"))["status"] == {"phase": "new"}  # a late event: the newer copy
+    assert newest.pick(owner, obj("11", "newer"))["status"] == {"phase": "newer"}
+    assert newest.pick(("ns", "other"), obj("1", "own"))["status"] == {"phase": "own"}
+    newest.drop(owner, "RayService")
+    assert newest.pick(owner, obj("2", "recreated"))["status"] == {"phase": "recreated"}
+    newest.forget(owner)
+    assert newest.pick(owner, obj("1", "first"))["status"] == {"phase": "first"}
