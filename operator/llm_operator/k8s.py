@@ -7,10 +7,12 @@ never reads a Secret's data.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -22,6 +24,7 @@ APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SERVED_TTL = 300.0
+EVENT_MESSAGE_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ class Kube:
                     _content_type=APPLY,
                 )
             )
-        result = self.custom.patch_namespaced_custom_object(
+        # Read the body ourselves: the client maps only 200 to a result, so an apply that creates (201)
+        # would come back as None.
+        response: Any = self.custom.patch_namespaced_custom_object(
             kind.group,
             kind.version,
             meta["namespace"],
@@ -130,8 +135,9 @@ class Kube:
             field_manager=c.FIELD_MANAGER,
             force=True,
             _content_type=APPLY,
+            _preload_content=False,
         )
-        return cast(dict[str, Any], result)
+        return cast(dict[str, Any], json.loads(response.data))
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
@@ -173,6 +179,31 @@ class Kube:
                 raise ConflictError(f"{namespace}/{name} changed; read it again") from None
             raise
         return cast(dict[str, Any], result)
+
+    def post_event(self, about: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about an LLMDeployment (as `kubectl describe` shows them)."""
+        meta = about["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": c.API_VERSION,
+                "kind": c.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:EVENT_MESSAGE_LIMIT],
+            "source": {"component": c.APP_NAME},
+            "reportingComponent": c.APP_NAME,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(meta["namespace"], event)
 
     def list_deployments(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
         """LLMDeployments in these namespaces (all namespaces when empty)."""

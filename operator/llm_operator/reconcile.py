@@ -84,6 +84,16 @@ def _serialized(namespace: str, name: str) -> Iterator[None]:
         yield
 
 
+def is_news(namespace: str, owner_name: str, child: Mapping[str, Any]) -> bool:
+    """Whether a child's watch event shows something no reconcile has seen (not an echo of our write)."""
+    return _newest.is_news((namespace, owner_name), child)
+
+
+def newest_copy(namespace: str, name: str) -> dict[str, Any] | None:
+    """The newest copy of an LLMDeployment seen by reconcile, if any."""
+    return _newest.copy((namespace, name), c.KIND)
+
+
 def forget(namespace: str, name: str) -> None:
     """Drop per-object state of a deleted LLMDeployment."""
     with _locks_guard:
@@ -191,20 +201,26 @@ def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
 
 def _sync_children(
     ctx: Context,
+    key: tuple[str, str],
     desired: list[dict[str, Any]],
     known: Mapping[str, dict[str, Any] | None],
     outcome: Outcome,
     *,
     spec_changed: bool = False,
+    only_known: bool = False,
 ) -> dict[str, dict[str, Any] | None]:
     """Apply each child whose rendered fields differ from the live object; return the live objects.
 
     With `spec_changed` every child is applied without a GET first: server-side apply of an object that
     does not change is not a write (its resourceVersion stays), so reading first would only add a request.
+    With `only_known` only the children in `known` are checked (a child's watch event: the others have
+    their own events).
     """
     live: dict[str, dict[str, Any] | None] = {}
     for body in desired:
         kind, meta = body["kind"], body["metadata"]
+        if only_known and kind not in known:
+            continue
         if spec_changed:
             actual = None
         else:
@@ -212,6 +228,7 @@ def _sync_children(
         if actual is None or not is_subset(body, actual):
             actual = ctx.kube.apply(body)
             outcome.writes.append(f"apply {kind}/{meta['name']}")
+        _newest.note(key, actual)
         live[kind] = actual
     return live
 
@@ -318,14 +335,17 @@ def reconcile(
     *,
     known: Mapping[str, dict[str, Any] | None] = {},
     spec_changed: bool = False,
+    only_known: bool = False,
 ) -> Outcome:
     """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
 
-    `known` may carry children the caller already holds (e.g. from a watch event), saving a GET.
+    `known` may carry children the caller already holds (e.g. from a watch event), saving a GET; with
+    `only_known` (a child's watch event) the other children are not checked and the RayService, if not
+    known, is the newest copy seen.
     In a namespace being deleted there is nothing to do (and nothing can be created): no retries.
     """
     try:
-        return _reconcile(ctx, body, known=known, spec_changed=spec_changed)
+        return _reconcile(ctx, body, known=known, spec_changed=spec_changed, only_known=only_known)
     except NamespaceTerminatingError:
         return Outcome()
 
@@ -336,6 +356,7 @@ def _reconcile(
     *,
     known: Mapping[str, dict[str, Any] | None],
     spec_changed: bool,
+    only_known: bool = False,
 ) -> Outcome:
     owner = _owner(body)
     key = (owner.namespace, owner.name)
@@ -343,9 +364,12 @@ def _reconcile(
         outcome = Outcome()
         # Another reconcile may have run since the caller's copies were read: start from the newest seen.
         body = _newest.pick(key, body)
-        known_rayservice = known.get("RayService")
-        if known_rayservice is not None:
-            known = {**known, "RayService": _newest.pick(key, known_rayservice)}
+        event_rayservice = known.get("RayService")
+        if (
+            event_rayservice is not None
+            and _newest.pick(key, event_rayservice, keep_spec=False) is not event_rayservice
+        ):
+            known = {kind: obj for kind, obj in known.items() if kind != "RayService"}  # stale: read it
         generation = int(body["metadata"].get("generation", 1))
         previous = dict(body.get("status") or {})
         lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None
@@ -376,20 +400,21 @@ def _reconcile(
         if capacity.blocked is None:
             desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
             _sync_dashboards(ctx, body, owner, desired, outcome)
-            live = _sync_children(ctx, desired, known, outcome, spec_changed=spec_changed)
+            live = _sync_children(ctx, key, desired, known, outcome, spec_changed=spec_changed, only_known=only_known)
             if spec.monitoring.enabled is False:
                 _remove_monitors(ctx, owner, outcome)
         elif previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason:
             outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
-        rayservice = live.get("RayService") or (
-            known.get("RayService")
-            if "RayService" in known
-            else ctx.kube.get(RAYSERVICE, owner.namespace, naming.rayservice_name(owner.name))
-        )
+        if "RayService" in live or "RayService" in known:
+            rayservice = live.get("RayService") or known.get("RayService")
+        elif only_known and _newest.copy(key, "RayService") is not None:
+            rayservice = _newest.copy(key, "RayService")
+        else:
+            rayservice = ctx.kube.get(RAYSERVICE, owner.namespace, naming.rayservice_name(owner.name))
         if rayservice is None:
             _newest.drop(key, "RayService")
         else:
-            rayservice = _newest.pick(key, rayservice)
+            rayservice = dict(_newest.pick(key, rayservice, keep_spec=False))
         observed = Observed(
             rayservice=rayservice,
             monitoring=monitoring,
@@ -411,7 +436,7 @@ def _reconcile(
         return outcome
 
 
-def sample_metrics(ctx: Context, body: Mapping[str, Any]) -> Outcome:
+def sample_metrics(ctx: Context, namespace: str, name: str) -> Outcome:
     """Sample the live figures of one LLMDeployment from Prometheus into `status.metrics`.
 
     Prometheus unreachable: the figures stay as they were (their sampleTime shows how old) and
@@ -421,13 +446,12 @@ def sample_metrics(ctx: Context, body: Mapping[str, Any]) -> Outcome:
     url = ctx.settings.prometheus_url
     if not url:
         return outcome
-    owner = _owner(body)
-    with _serialized(owner.namespace, owner.name):
-        # The caller's copy may predate a reconcile's status write: start from the object as stored.
-        current = ctx.kube.get_deployment(owner.namespace, owner.name)
-        if current is None or current["metadata"].get("deletionTimestamp"):
+    with _serialized(namespace, name):
+        fetched = ctx.kube.get_deployment(namespace, name)
+        if fetched is None or fetched["metadata"].get("deletionTimestamp"):
             return outcome
-        current = _newest.pick((owner.namespace, owner.name), current)
+        current = _newest.pick((namespace, name), fetched)
+        owner = _owner(current)
         figures: dict[str, float | None] | None
         try:
             figures = ctx.sample(url, owner.name, owner.namespace, window=ctx.settings.metrics_window)

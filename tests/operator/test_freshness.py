@@ -38,3 +38,27 @@ def test_pick_keeps_the_newest_copy_per_owner_and_kind() -> None:
     assert newest.pick(owner, obj("2", "recreated"))["status"] == {"phase": "recreated"}
     newest.forget(owner)
     assert newest.pick(owner, obj("1", "first"))["status"] == {"phase": "first"}
+
+
+def test_copies_are_kept_slim() -> None:
+    newest = Newest()
+    full = {
+        "kind": "RayService",
+        "metadata": {"resourceVersion": "5", "managedFields": [{"manager": "x"}]},
+        "spec": {"big": "x" * 1000},
+        "status": {"ok": True},
+    }
+    assert newest.pick(("ns", "m"), full, keep_spec=False) is full  # fresh: the caller's own object back
+    kept = newest.copy(("ns", "m"), "RayService")
+    assert kept == {"kind": "RayService", "metadata": {"resourceVersion": "5"}, "status": {"ok": True}}
+
+
+def test_is_news_tells_echoes_from_changes() -> None:
+    newest = Newest()
+    owner = ("ns", "m")
+    monitor = {"kind": "PodMonitor", "metadata": {"resourceVersion": "7"}}
+    assert newest.is_news(owner, monitor)  # never seen
+    newest.note(owner, monitor)
+    assert not newest.is_news(owner, monitor)  # the echo of what we wrote
+    assert not newest.is_news(owner, {"kind": "PodMonitor", "metadata": {"resourceVersion": "6"}})
+    assert newest.is_news(owner, {"kind": "PodMonitor", "metadata": {"resourceVersion": "8"}})

@@ -54,8 +54,8 @@ Rules on the objects the operator manages, granted in each watched namespace (or
 Every verb here is one the operator or kopf really uses; see the chart README for why.
 */}}
 {{- define "llm-operator.namespacedRules" -}}
-# kopf lists/watches LLMDeployments and patches them (finalizer, last-handled-configuration annotation);
-# the operator gets one by name when a child changes.
+# kopf lists/watches LLMDeployments; the operator gets one by name when a child changes and patches its own
+# dashboards finalizer (kopf itself keeps no state in them: watch-event handlers only).
 - apiGroups: ["llmops.dev"]
   resources: ["llmdeployments"]
   verbs: ["get", "list", "watch", "patch"]
@@ -76,7 +76,7 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors", "podmonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# kopf posts Events (create only; it never updates them).
+# The operator posts Events (create only; it never updates them).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

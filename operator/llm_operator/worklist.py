@@ -1,0 +1,204 @@
+"""When to reconcile: on watch events, and on what the watches cannot trigger (retries, re-checks, samples).
+
+kopf's change handlers (create/update/resume) keep per-object state in the object itself: a diff-base
+annotation and, with timers, a finalizer, each a PATCH per object, plus a deep copy and diff of every
+event. Kubernetes already records what we need: `metadata.generation` moves with the spec, and our status
+carries `observedGeneration`. So the handlers only pass watch events here, and this module keeps, in
+memory, per LLMDeployment:
+
+- the generation last reconciled without error: an event of an object new to this process (a start or a
+  restart) reconciles it by reading its children first and writing only what differs; a new generation
+  applies the children without reading them; anything else (our own status writes) does nothing;
+- a retry with exponential backoff after a failed reconcile (kopf does not retry event handlers);
+- a re-check every `recheck_seconds` while the status waits on what no watch reports (a Secret, CRDs);
+- a Prometheus sample every `metrics_seconds` (with `LLMOP_PROMETHEUS_URL`).
+
+Losing this memory (a restart) is safe: every object is then new to the process and reconciled once.
+One background thread runs what falls due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from llm_operator import constants as c
+from llm_operator import reconcile as rc
+from llm_operator.metrics import observe_phase
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+TICK = 0.5
+Key = tuple[str, str]
+
+
+@dataclass
+class _Entry:
+    generation: int | None = None  # last reconciled without error (None: not yet by this process)
+    failures: int = 0
+    retry_at: float | None = None
+    recheck_at: float | None = None
+    sample_at: float | None = None
+
+
+def owner_of(child: Mapping[str, Any]) -> str | None:
+    """The name of the LLMDeployment controlling a child, from its ownerReferences."""
+    for ref in child.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == c.KIND and ref.get("apiVersion") == c.API_VERSION:
+            return str(ref["name"])
+    return None
+
+
+class Worklist:
+    """Per-LLMDeployment memory of what was reconciled and what is due; thread-safe."""
+
+    def __init__(self, ctx: rc.Context, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ctx = ctx
+        self.clock = clock
+        self._entries: dict[Key, _Entry] = {}
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # Watch events -----------------------------------------------------------------------------------
+
+    def on_deployment(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """One watch event of an LLMDeployment."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.forget(key)
+            return
+        if meta.get("deletionTimestamp"):
+            self._run(key, body, lambda: rc.finalize(self.ctx, body))
+            return
+        generation = int(meta.get("generation", 1))
+        with self._guard:
+            entry = self._entries.setdefault(key, _Entry(sample_at=self.clock() + 1))
+            if entry.generation == generation:
+                return
+        # Our status has not seen this generation yet: a created or changed spec, apply without reading.
+        spec_changed = (body.get("status") or {}).get("observedGeneration") != generation
+        self._run(key, body, lambda: rc.reconcile(self.ctx, body, spec_changed=spec_changed))
+
+    def on_child(self, event_type: str, child: Mapping[str, Any]) -> None:
+        """One watch event of a RayService, ServiceMonitor or PodMonitor we manage."""
+        namespace, owner_name = child["metadata"].get("namespace"), owner_of(child)
+        if namespace is None or owner_name is None:
+            return
+        if event_type != "DELETED" and not rc.is_news(namespace, owner_name, child):
+            return  # the echo of our own write, or an event older than what a reconcile already read
+        owner = rc.newest_copy(namespace, owner_name) or self.ctx.kube.get_deployment(namespace, owner_name)
+        if owner is None or owner["metadata"].get("deletionTimestamp"):
+            return
+        known = {child["kind"]: None if event_type == "DELETED" else dict(child)}
+        self._run(
+            (namespace, owner_name),
+            owner,
+            lambda: rc.reconcile(self.ctx, owner, known=known, only_known=True),
+            full=False,
+        )
+
+    def reconcile_all(self, namespaces: tuple[str, ...]) -> None:
+        """Reconcile every LLMDeployment (e.g. a CRD they depend on came or went)."""
+        for owner in self.ctx.kube.list_deployments(namespaces):
+            if not owner["metadata"].get("deletionTimestamp"):
+                key = (owner["metadata"]["namespace"], owner["metadata"]["name"])
+                self._run(key, owner, partial(rc.reconcile, self.ctx, owner))
+
+    def forget(self, key: Key) -> None:
+        with self._guard:
+            self._entries.pop(key, None)
+        rc.forget(*key)
+        observe_phase(*key, None)
+
+    # Running ----------------------------------------------------------------------------------------
+
+    def _run(self, key: Key, body: Mapping[str, Any], work: Callable[[], rc.Outcome], *, full: bool = True) -> None:
+        """Run one reconcile (or finalize); remember the generation a `full` one brought in line, or schedule
+        a (full) retry if it failed."""
+        generation = int(body["metadata"].get("generation", 1))
+        try:
+            outcome = work()
+        except Exception as error:
+            with self._guard:
+                entry = self._entries.setdefault(key, _Entry())
+                delay = min(MAX_BACKOFF, 2.0**entry.failures)
+                entry.failures += 1
+                entry.retry_at = self.clock() + delay
+            logger.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", *key, delay, error, exc_info=True)
+            return
+        waiting = rc.waits_on_outside(outcome.status)
+        with self._guard:
+            entry = self._entries.setdefault(key, _Entry())
+            if full:
+                entry.generation = max(entry.generation or 0, generation)
+                entry.failures, entry.retry_at = 0, None
+            entry.recheck_at = self.clock() + self.ctx.settings.recheck_seconds if waiting else None
+        for event in outcome.events:
+            try:
+                self.ctx.kube.post_event(body, event.type, event.reason, event.message)
+            except Exception as error:  # an event is informative: never fail a reconcile over it
+                logger.warning("%s/%s: could not post event %s: %s", *key, event.reason, error)
+
+    def _due(self) -> tuple[list[Key], list[Key]]:
+        """Objects to reconcile again (retry or re-check) and objects to sample, now."""
+        now, sampling = self.clock(), bool(self.ctx.settings.prometheus_url)
+        again, sample = [], []
+        with self._guard:
+            for key, entry in self._entries.items():
+                if (entry.retry_at is not None and entry.retry_at <= now) or (
+                    entry.recheck_at is not None and entry.recheck_at <= now
+                ):
+                    entry.retry_at = entry.recheck_at = None
+                    again.append(key)
+                if sampling and entry.sample_at is not None and entry.sample_at <= now:
+                    entry.sample_at = now + self.ctx.settings.metrics_seconds
+                    sample.append(key)
+        return again, sample
+
+    def run_due(self) -> None:
+        """Run everything that is due (called by the background thread every TICK seconds)."""
+        again, sample = self._due()
+        for key in again:
+            try:
+                body = self.ctx.kube.get_deployment(*key)
+            except Exception as error:
+                logger.warning("%s/%s: could not read it for a retry: %s", *key, error)
+                with self._guard:
+                    if key in self._entries:
+                        self._entries[key].retry_at = self.clock() + MAX_BACKOFF
+                continue
+            if body is None:
+                self.forget(key)
+            elif body["metadata"].get("deletionTimestamp"):
+                self._run(key, body, partial(rc.finalize, self.ctx, body))
+            else:
+                self._run(key, body, partial(rc.reconcile, self.ctx, body))
+        for key in sample:
+            try:
+                rc.sample_metrics(self.ctx, *key)
+            except Exception as error:
+                logger.warning("%s/%s: could not sample metrics: %s", *key, error)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(TICK):
+                try:
+                    self.run_due()
+                except Exception:
+                    logger.exception("worklist tick failed")
+
+        self._thread = threading.Thread(target=loop, name="llm-operator-worklist", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
