@@ -40,6 +40,7 @@ class Newest:
     def __init__(self) -> None:
         self._copies: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._versions: dict[tuple[str, str], dict[str, str]] = {}
+        self._generations: dict[tuple[str, str], dict[str, int | None]] = {}
         self._guard = threading.Lock()
 
     def pick(self, owner: tuple[str, str], obj: Mapping[str, Any], *, keep_spec: bool = True) -> Mapping[str, Any]:
@@ -55,6 +56,7 @@ class Newest:
                 return seen
             copies[kind] = _slim(obj, keep_spec)
             self._versions.setdefault(owner, {})[kind] = version
+            self._generations.setdefault(owner, {})[kind] = obj["metadata"].get("generation")
             return obj
 
     def copy(self, owner: tuple[str, str], kind: str) -> dict[str, Any] | None:
@@ -69,6 +71,7 @@ class Newest:
             versions = self._versions.setdefault(owner, {})
             if not is_older(version, versions.get(kind, "")):
                 versions[kind] = version
+                self._generations.setdefault(owner, {})[kind] = obj["metadata"].get("generation")
 
     def is_news(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
         """Whether `obj` is newer than every version of it seen (or cannot be compared)."""
@@ -76,14 +79,23 @@ class Newest:
             seen = self._versions.get(owner, {}).get(obj["kind"])
         return seen is None or is_older(seen, _version(obj)) is not False
 
+    def same_generation(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
+        """Whether `obj` has the generation last seen of it (only its status or metadata changed)."""
+        generation = obj["metadata"].get("generation")
+        with self._guard:
+            seen = self._generations.get(owner, {}).get(obj["kind"])
+        return generation is not None and seen == generation
+
     def drop(self, owner: tuple[str, str], kind: str) -> None:
         """Forget a child that is gone."""
         with self._guard:
             self._copies.get(owner, {}).pop(kind, None)
             self._versions.get(owner, {}).pop(kind, None)
+            self._generations.get(owner, {}).pop(kind, None)
 
     def forget(self, owner: tuple[str, str]) -> None:
         """Forget everything about a deleted LLMDeployment."""
         with self._guard:
             self._copies.pop(owner, None)
             self._versions.pop(owner, None)
+            self._generations.pop(owner, None)

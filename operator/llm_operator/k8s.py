@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -25,6 +26,7 @@ MERGE = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SERVED_TTL = 300.0
 EVENT_MESSAGE_LIMIT = 1024
+APPLY_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self._served: dict[Kind, tuple[bool, float]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=APPLY_THREADS, thread_name_prefix="apply")
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it (or its CRD) does not exist."""
@@ -108,6 +111,12 @@ class Kube:
             if error.status == 403 and "because it is being terminated" in str(error.body):
                 raise NamespaceTerminatingError(body["metadata"]["namespace"]) from None
             raise
+
+    def apply_all(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`apply` each body, concurrently (they are independent); results in the same order."""
+        if len(bodies) <= 1:
+            return [self.apply(body) for body in bodies]
+        return list(self._pool.map(self.apply, bodies))
 
     def _apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         kind = KINDS[body["kind"]]

@@ -89,6 +89,11 @@ def is_news(namespace: str, owner_name: str, child: Mapping[str, Any]) -> bool:
     return _newest.is_news((namespace, owner_name), child)
 
 
+def is_status_only(namespace: str, owner_name: str, child: Mapping[str, Any]) -> bool:
+    """Whether a child's event changes only its status (its generation is the one last seen)."""
+    return _newest.same_generation((namespace, owner_name), child)
+
+
 def newest_copy(namespace: str, name: str) -> dict[str, Any] | None:
     """The newest copy of an LLMDeployment seen by reconcile, if any."""
     return _newest.copy((namespace, name), c.KIND)
@@ -217,6 +222,7 @@ def _sync_children(
     their own events).
     """
     live: dict[str, dict[str, Any] | None] = {}
+    stale: list[dict[str, Any]] = []
     for body in desired:
         kind, meta = body["kind"], body["metadata"]
         if only_known and kind not in known:
@@ -226,10 +232,15 @@ def _sync_children(
         else:
             actual = known[kind] if kind in known else ctx.kube.get(KINDS[kind], meta["namespace"], meta["name"])
         if actual is None or not is_subset(body, actual):
-            actual = ctx.kube.apply(body)
-            outcome.writes.append(f"apply {kind}/{meta['name']}")
-        _newest.note(key, actual)
-        live[kind] = actual
+            stale.append(body)
+        else:
+            live[kind] = actual
+    for body, applied in zip(stale, ctx.kube.apply_all(stale), strict=True):
+        outcome.writes.append(f"apply {body['kind']}/{body['metadata']['name']}")
+        live[body["kind"]] = applied
+    for actual in live.values():
+        if actual is not None:
+            _newest.note(key, actual)
     return live
 
 
@@ -336,16 +347,20 @@ def reconcile(
     known: Mapping[str, dict[str, Any] | None] = {},
     spec_changed: bool = False,
     only_known: bool = False,
+    status_only: bool = False,
 ) -> Outcome:
     """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
 
     `known` may carry children the caller already holds (e.g. from a watch event), saving a GET; with
     `only_known` (a child's watch event) the other children are not checked and the RayService, if not
-    known, is the newest copy seen.
+    known, is the newest copy seen. With `status_only` (a RayService event whose generation did not move:
+    KubeRay wrote its status) the children are not rendered or checked, only the status is recomputed.
     In a namespace being deleted there is nothing to do (and nothing can be created): no retries.
     """
     try:
-        return _reconcile(ctx, body, known=known, spec_changed=spec_changed, only_known=only_known)
+        return _reconcile(
+            ctx, body, known=known, spec_changed=spec_changed, only_known=only_known, status_only=status_only
+        )
     except NamespaceTerminatingError:
         return Outcome()
 
@@ -357,6 +372,7 @@ def _reconcile(
     known: Mapping[str, dict[str, Any] | None],
     spec_changed: bool,
     only_known: bool = False,
+    status_only: bool = False,
 ) -> Outcome:
     owner = _owner(body)
     key = (owner.namespace, owner.name)
@@ -397,13 +413,15 @@ def _reconcile(
         capacity: CapacityOutcome = check_capacity(spec, ctx.catalog)
         monitoring_on, monitoring = _monitoring(ctx, spec)
         live: Mapping[str, dict[str, Any] | None] = {}
-        if capacity.blocked is None:
+        if capacity.blocked is None and not status_only:
             desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
             _sync_dashboards(ctx, body, owner, desired, outcome)
             live = _sync_children(ctx, key, desired, known, outcome, spec_changed=spec_changed, only_known=only_known)
             if spec.monitoring.enabled is False:
                 _remove_monitors(ctx, owner, outcome)
-        elif previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason:
+        elif capacity.blocked and (
+            previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason
+        ):
             outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
         if "RayService" in live or "RayService" in known:
             rayservice = live.get("RayService") or known.get("RayService")

@@ -97,11 +97,14 @@ class Worklist:
         owner = rc.newest_copy(namespace, owner_name) or self.ctx.kube.get_deployment(namespace, owner_name)
         if owner is None or owner["metadata"].get("deletionTimestamp"):
             return
-        known = {child["kind"]: None if event_type == "DELETED" else dict(child)}
+        deleted = event_type == "DELETED"
+        known = {child["kind"]: None if deleted else dict(child)}
+        # KubeRay wrote the RayService's status (its generation did not move): only our status follows.
+        status_only = not deleted and child["kind"] == "RayService" and rc.is_status_only(namespace, owner_name, child)
         self._run(
             (namespace, owner_name),
             owner,
-            lambda: rc.reconcile(self.ctx, owner, known=known, only_known=True),
+            lambda: rc.reconcile(self.ctx, owner, known=known, only_known=True, status_only=status_only),
             full=False,
         )
 
