@@ -8,7 +8,8 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
 - burst: 8 threads create N LLMDeployments; apply -> all three children present (p50, p99, total);
 - steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99);
 - status propagation: a RayService status written like KubeRay -> the LLMDeployment's phase is Ready;
-- resync: the operator restarted over all objects (kopf resumes each): writes made (goal: zero);
+- resync: the operator restarted over all objects (each is new to it: read and compared): writes made
+  (goal: zero);
 - the operator's peak RSS and CPU seconds, the API server's CPU seconds (from /proc).
 
 "Children present" and phase changes are seen through watches (metadata-only for children), so the
@@ -396,6 +397,7 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
     burst, steady = Watcher(api, burst_ns), Watcher(api, steady_ns)
     try:
         time.sleep(2)  # let kopf's watches settle so start-up is not counted
+        row["operator_rss_start_mb"] = rss_mb(operator.pid)
         op_cpu0, api_cpu0, requests0 = cpu_seconds(operator.pid), cpu_seconds(apiserver), request_counts(plane)
         names = [f"d{i:05d}" for i in range(n)]
         with profiled(operator.pid, profile):
@@ -471,7 +473,13 @@ def table(rows: list[dict[str, Any]]) -> str:
             lambda r: f"{r['burst_operator_cpu'] + r['burst_drain_operator_cpu']:.1f}/{r['operator_cpu_s']:.1f}",
         ),
         ("apiserver CPU s base/burst", lambda r: f"{r['baseline_apiserver_cpu']:.1f}/{r['burst_apiserver_cpu']:.1f}"),
-        ("op peak RSS MB (objects)", lambda r: f"{r['operator_rss_mb']:.0f} ({r['objects']})"),
+        (
+            "op RSS MB start/now/peak (objects)",
+            lambda r: (
+                f"{r['operator_rss_start_mb']:.0f}/{r['operator_rss_now_mb']:.0f}/{r['operator_rss_mb']:.0f}"
+                f" ({r['objects']})"
+            ),
+        ),
         ("resync writes (op CPU s)", lambda r: f"{r['resync_writes']} ({r['resync_operator_cpu']:.1f})"),
     ]
     header = "| " + " | ".join(name for name, _ in spec) + " |"

@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 
 from llm_operator import constants as c
+from llm_operator import heap
 from llm_operator import reconcile as rc
 from llm_operator.metrics import observe_phase
 
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
 TICK = 0.5
+TRIM_SECONDS = 30.0
 Key = tuple[str, str]
 
 
@@ -192,11 +194,15 @@ class Worklist:
 
     def start(self) -> None:
         def loop() -> None:
+            trimmed = self.clock()
             while not self._stop.wait(TICK):
                 try:
                     self.run_due()
                 except Exception:
                     logger.exception("worklist tick failed")
+                if self.clock() - trimmed > TRIM_SECONDS:
+                    heap.trim()  # a burst's freed memory back to the OS
+                    trimmed = self.clock()
 
         self._thread = threading.Thread(target=loop, name="llm-operator-worklist", daemon=True)
         self._thread.start()
