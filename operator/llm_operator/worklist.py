@@ -42,6 +42,7 @@ Key = tuple[str, str]
 
 @dataclass
 class _Entry:
+    uid: str = ""  # a deleted and re-created object (same name) starts afresh
     generation: int | None = None  # last reconciled without error (None: not yet by this process)
     failures: int = 0
     retry_at: float | None = None
@@ -49,11 +50,11 @@ class _Entry:
     sample_at: float | None = None
 
 
-def owner_of(child: Mapping[str, Any]) -> str | None:
-    """The name of the LLMDeployment controlling a child, from its ownerReferences."""
+def owner_of(child: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Name and uid of the LLMDeployment controlling a child, from its ownerReferences."""
     for ref in child.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("kind") == c.KIND and ref.get("apiVersion") == c.API_VERSION:
-            return str(ref["name"])
+            return str(ref["name"]), str(ref.get("uid", ""))
     return None
 
 
@@ -80,25 +81,36 @@ class Worklist:
         if meta.get("deletionTimestamp"):
             self._run(key, body, lambda: rc.finalize(self.ctx, body))
             return
-        generation = int(meta.get("generation", 1))
+        generation, uid = int(meta.get("generation", 1)), str(meta.get("uid", ""))
         with self._guard:
-            entry = self._entries.setdefault(key, _Entry(sample_at=self.clock() + 1))
-            if entry.generation == generation:
+            entry = self._entries.get(key)
+            if entry is not None and entry.uid == uid and entry.generation == generation:
                 return
+            if entry is None or entry.uid != uid:
+                if entry is not None:  # re-created under the same name while we were not watching
+                    rc.forget(*key)
+                self._entries[key] = _Entry(uid=uid, sample_at=self.clock() + 1)
         # Our status has not seen this generation yet: a created or changed spec, apply without reading.
         spec_changed = (body.get("status") or {}).get("observedGeneration") != generation
         self._run(key, body, lambda: rc.reconcile(self.ctx, body, spec_changed=spec_changed))
 
     def on_child(self, event_type: str, child: Mapping[str, Any]) -> None:
         """One watch event of a RayService, ServiceMonitor or PodMonitor we manage."""
-        namespace, owner_name = child["metadata"].get("namespace"), owner_of(child)
-        if namespace is None or owner_name is None:
+        namespace, ref = child["metadata"].get("namespace"), owner_of(child)
+        if namespace is None or ref is None:
             return
+        owner_name, owner_uid = ref
         if event_type != "DELETED" and not rc.is_news(namespace, owner_name, child):
             return  # the echo of our own write, or an event older than what a reconcile already read
-        owner = rc.newest_copy(namespace, owner_name) or self.ctx.kube.get_deployment(namespace, owner_name)
-        if owner is None or owner["metadata"].get("deletionTimestamp"):
-            return
+        owner = rc.newest_copy(namespace, owner_name)
+        if owner is None or owner["metadata"].get("uid") != owner_uid:
+            try:
+                owner = self.ctx.kube.get_deployment(namespace, owner_name)
+            except Exception as error:
+                self._retry_later((namespace, owner_name), error)
+                return
+        if owner is None or owner["metadata"].get("uid") != owner_uid or owner["metadata"].get("deletionTimestamp"):
+            return  # the owner is gone or going: garbage collection takes the child
         deleted = event_type == "DELETED"
         known = {child["kind"]: None if deleted else dict(child)}
         # KubeRay wrote the RayService's status (its generation did not move): only our status follows.
@@ -112,7 +124,15 @@ class Worklist:
 
     def reconcile_all(self, namespaces: tuple[str, ...]) -> None:
         """Reconcile every LLMDeployment (e.g. a CRD they depend on came or went)."""
-        for owner in self.ctx.kube.list_deployments(namespaces):
+        try:
+            owners = self.ctx.kube.list_deployments(namespaces)
+        except Exception as error:
+            with self._guard:
+                keys = list(self._entries)
+            for key in keys:
+                self._retry_later(key, error)
+            return
+        for owner in owners:
             if not owner["metadata"].get("deletionTimestamp"):
                 key = (owner["metadata"]["namespace"], owner["metadata"]["name"])
                 self._run(key, owner, partial(rc.reconcile, self.ctx, owner))
@@ -132,17 +152,15 @@ class Worklist:
         try:
             outcome = work()
         except Exception as error:
-            with self._guard:
-                entry = self._entries.setdefault(key, _Entry())
-                delay = min(MAX_BACKOFF, 2.0**entry.failures)
-                entry.failures += 1
-                entry.retry_at = self.clock() + delay
-            logger.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", *key, delay, error, exc_info=True)
+            self._retry_later(key, error)
             return
         waiting = rc.waits_on_outside(outcome.status)
         with self._guard:
             entry = self._entries.setdefault(key, _Entry())
             if full:
+                uid = str(body["metadata"].get("uid", ""))
+                if entry.uid != uid:
+                    entry.uid, entry.generation = uid, None
                 entry.generation = max(entry.generation or 0, generation)
                 entry.failures, entry.retry_at = 0, None
             entry.recheck_at = self.clock() + self.ctx.settings.recheck_seconds if waiting else None
@@ -151,6 +169,15 @@ class Worklist:
                 self.ctx.kube.post_event(body, event.type, event.reason, event.message)
             except Exception as error:  # an event is informative: never fail a reconcile over it
                 logger.warning("%s/%s: could not post event %s: %s", *key, event.reason, error)
+
+    def _retry_later(self, key: Key, error: Exception) -> None:
+        """Schedule a full reconcile of `key` after an error, with exponential backoff."""
+        with self._guard:
+            entry = self._entries.setdefault(key, _Entry())
+            delay = min(MAX_BACKOFF, 2.0**entry.failures)
+            entry.failures += 1
+            entry.retry_at = self.clock() + delay
+        logger.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", *key, delay, error, exc_info=True)
 
     def _due(self) -> tuple[list[Key], list[Key]]:
         """Objects to reconcile again (retry or re-check) and objects to sample, now."""

@@ -107,3 +107,23 @@ def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: s
     finally:
         work.forget((missing, "r"))
         cluster.kubectl("delete", "namespace", missing, "--wait=false", check=False)
+
+
+def test_recreated_under_the_same_name_while_not_watching(cluster: Cluster, namespace: str) -> None:
+    work, _ = worklist(cluster)
+    cluster.apply(llmd("again", namespace))
+    first = cluster.get(*LD, namespace, "again")
+    assert first is not None
+    try:
+        work.on_deployment("ADDED", first)
+        # Deleted and re-created while the watch was down: its DELETED event never reaches the worklist.
+        cluster.kubectl("delete", "llmd", "again", "-n", namespace)
+        cluster.apply(llmd("again", namespace))
+        second = cluster.get(*LD, namespace, "again")
+        assert second is not None and second["metadata"]["generation"] == first["metadata"]["generation"]
+        work.on_deployment("ADDED", second)
+        rayservice = cluster.get(*RS, namespace, "again")
+        assert rayservice is not None
+        assert rayservice["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
+    finally:
+        work.forget((namespace, "again"))
