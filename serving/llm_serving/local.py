@@ -8,6 +8,7 @@ benchmark and the local demo, where it stands in for a GPU worker.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,9 @@ CPU_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "HF_HUB_OFFLINE": "1",
+    # In a cluster Serve's controller runs on the head pod; here it shares the engine's CPUs, and its
+    # default 0.1 s control loop alone takes ~5% of a core (py-spy/procfs, bench/RESULTS.md).
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
 }
 # Ray Serve's HAProxy ingress: HAProxy on `--port` forwards straight to the HTTP server inside the
 # replica that hosts the engine, so no Python proxy hop sits in the token path (see bench/RESULTS.md).
@@ -100,14 +104,19 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: f
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (this runner then shuts Ray down), then SIGKILL of the process group if it lingers."""
+    """SIGTERM (this runner then shuts Ray down), then SIGKILL of what is left of its process group.
+
+    `process` must lead its own process group (`start_new_session=True`). Ray's dashboard and
+    runtime-env agents outlive `ray.shutdown()` and keep the metrics port bound, so the group is
+    killed even after a clean exit; otherwise the next server on that port fails to start.
+    """
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 def _free_port() -> int:
