@@ -123,8 +123,19 @@ async def measure(url: str, concurrency: int, requests: int) -> tuple[list[clien
 
 
 def run_round(url: str) -> dict[int, tuple[list[client.Result], float]]:
-    asyncio.run(measure(url, 4, 8))  # warm-up
+    # Warm-up at the highest concurrency, so every stack has run each batch size once before measuring
+    # (the first batches of a new size are several times slower on the CPU, in both stacks).
+    asyncio.run(measure(url, max(LEVELS), 2 * max(LEVELS)))
     return {c: asyncio.run(measure(url, c, n)) for c, n in LEVELS.items()}
+
+
+def round_line(figures: dict[int, tuple[list[client.Result], float]]) -> str:
+    """One round's throughput and TTFT per level, so the spread between rounds is visible."""
+    parts = []
+    for c, (results, wall) in figures.items():
+        summary = client.summarize(results, wall)
+        parts.append(f"c={c} {summary['output_tokens_per_s']:.0f} tok/s ttft p50 {summary['ttft_s_p50'] * 1000:.0f} ms")
+    return "; ".join(parts)
 
 
 def pooled(rounds: list[dict[int, tuple[list[client.Result], float]]]) -> dict[int, dict[str, Any]]:
@@ -183,7 +194,7 @@ def main() -> int:
             finally:
                 stop_server(process)
             time.sleep(5)  # let the previous stack's helper processes exit before the next starts
-            print(f"round {round_no + 1}/{options.rounds}: {name} done", file=sys.stderr)
+            print(f"round {round_no + 1}/{options.rounds}: {name}: {round_line(rounds[name][-1])}", file=sys.stderr)
     summaries = {name: pooled(rounds[name]) for name in names}
     if options.json:
         options.json.write_text(json.dumps(summaries, indent=2))
