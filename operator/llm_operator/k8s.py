@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from llm_operator import constants as c
 
@@ -65,8 +66,21 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-class NamespaceTerminatingError(RuntimeError):
+class GoneError(RuntimeError):
+    """An object or a namespace is gone, or going; `namespace` says where."""
+
+    def __init__(self, namespace: str, message: str = "") -> None:
+        super().__init__(message or f"namespace {namespace} is gone or being deleted")
+        self.namespace = namespace
+
+
+class NamespaceTerminatingError(GoneError):
     """The namespace is being deleted: nothing new can be created in it."""
+
+
+def is_api_error(error: BaseException) -> bool:
+    """Whether an error came from the API server or the connection to it (expected; retried), not a bug."""
+    return isinstance(error, ApiException | ConflictError | HTTPError | OSError)
 
 
 class ConflictError(RuntimeError):
@@ -110,6 +124,8 @@ class Kube:
             # Nothing can be created in a namespace being deleted; its LLMDeployments are going away too.
             if error.status == 403 and "because it is being terminated" in str(error.body):
                 raise NamespaceTerminatingError(body["metadata"]["namespace"]) from None
+            if error.status == 404 and '"kind":"namespaces"' in str(error.body):
+                raise GoneError(body["metadata"]["namespace"], "namespace not found") from None
             raise
 
     def apply_all(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -163,15 +179,20 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the LLMDeployment's status subresource; the object as stored after the patch."""
-        result = self.custom.patch_namespaced_custom_object_status(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURAL,
-            name,
-            {"status": dict(status)},
-            _content_type=MERGE,
-        )
+        try:
+            result = self.custom.patch_namespaced_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                {"status": dict(status)},
+                _content_type=MERGE,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise GoneError(namespace, f"{namespace}/{name} was deleted") from None
+            raise
         return cast(dict[str, Any], result)
 
     def set_finalizers(

@@ -27,8 +27,8 @@ from llm_operator.k8s import (
     RAYSERVICE,
     SERVICEMONITOR,
     ConflictError,
+    GoneError,
     Kube,
-    NamespaceTerminatingError,
 )
 from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
@@ -355,13 +355,15 @@ def reconcile(
     `only_known` (a child's watch event) the other children are not checked and the RayService, if not
     known, is the newest copy seen. With `status_only` (a RayService event whose generation did not move:
     KubeRay wrote its status) the children are not rendered or checked, only the status is recomputed.
-    In a namespace being deleted there is nothing to do (and nothing can be created): no retries.
+    For an object or namespace that is gone or being deleted there is nothing to do: no retries.
     """
     try:
         return _reconcile(
             ctx, body, known=known, spec_changed=spec_changed, only_known=only_known, status_only=status_only
         )
-    except NamespaceTerminatingError:
+    except GoneError as gone:
+        if gone.namespace != body["metadata"]["namespace"]:
+            raise  # e.g. the configured dashboard namespace does not exist: retried, logged
         return Outcome()
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from llm_operator import constants as c
 from llm_operator import heap
 from llm_operator import reconcile as rc
+from llm_operator.k8s import is_api_error
 from llm_operator.metrics import observe_phase
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,10 @@ class Worklist:
             delay = min(MAX_BACKOFF, 2.0**entry.failures)
             entry.failures += 1
             entry.retry_at = self.clock() + delay
-        logger.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", *key, delay, error, exc_info=True)
+        # API errors (conflicts, a restarting API server) are expected: one line. Anything else is a bug.
+        logger.warning(
+            "%s/%s: reconcile failed, retrying in %.0f s: %s", *key, delay, error, exc_info=not is_api_error(error)
+        )
 
     def _due(self) -> tuple[list[Key], list[Key]]:
         """Objects to reconcile again (retry or re-check) and objects to sample, now."""

@@ -7,6 +7,7 @@ own writes echoing back do not, and a failed reconcile is retried with backoff u
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -16,7 +17,7 @@ from llm_operator.catalog import Catalog
 from llm_operator.devcluster import kuberay_ready_status
 from llm_operator.settings import Settings
 from llm_operator.worklist import Worklist
-from tests.kubeutil import Cluster, llmd, write_rayservice_status
+from tests.kubeutil import Cluster, llmd, wait_for, write_rayservice_status
 
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
 RS = ("ray.io", "v1", "rayservices")
@@ -87,26 +88,72 @@ def test_events_reconcile_only_news(cluster: Cluster, namespace: str) -> None:
         work.forget((namespace, "w"))
 
 
+def refuse_rayservices(namespace: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its binding: the API server refuses every RayService write here."""
+    name = f"refuse-{namespace}"[:63]
+    rules = [
+        {
+            "apiGroups": ["ray.io"],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["rayservices"],
+        }
+    ]
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": rules},
+                "validations": [{"expression": "false", "message": "refused by the test"}],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            },
+        },
+    ]
+
+
+def refused(cluster: Cluster, namespace: str) -> bool:
+    probe = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "probe", "namespace": namespace}}
+    out = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
+    return "refused by the test" in out
+
+
 def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: str) -> None:
     work, clock = worklist(cluster)
-    cluster.apply(llmd("r", namespace))
-    created = cluster.get(*LD, namespace, "r")
-    assert created is not None
-    # A reconcile the API refuses: the object's namespace does not exist (yet), so every write is a 404.
-    missing = f"{namespace}-missing"
+    policy = refuse_rayservices(namespace)
+    for obj in policy:
+        cluster.apply(obj)
     try:
-        work.on_deployment("ADDED", {**created, "metadata": {**created["metadata"], "namespace": missing}})
+        wait_for(lambda: refused(cluster, namespace), what="the admission policy in force")
+        cluster.apply(llmd("r", namespace))
+        created = cluster.get(*LD, namespace, "r")
+        assert created is not None
+        work.on_deployment("ADDED", created)  # the RayService is refused: the reconcile fails
+        assert cluster.get(*RS, namespace, "r") is None
         assert work._due() == ([], [])  # not due yet: the first retry waits 1 s
-        cluster.kubectl("create", "namespace", missing)
-        cluster.apply(llmd("r", missing))
+
+        cluster.kubectl("delete", "validatingadmissionpolicybinding", policy[1]["metadata"]["name"])
+        wait_for(lambda: not refused(cluster, namespace), what="the admission policy lifted")
         clock.now += 1.5
         work.run_due()
-        assert cluster.get(*RS, missing, "r") is not None
-        stored = cluster.get(*LD, missing, "r")
+        assert cluster.get(*RS, namespace, "r") is not None
+        stored = cluster.get(*LD, namespace, "r")
         assert stored is not None and stored["status"]["observedGeneration"] == 1
     finally:
-        work.forget((missing, "r"))
-        cluster.kubectl("delete", "namespace", missing, "--wait=false", check=False)
+        work.forget((namespace, "r"))
+        for kind, obj in (("validatingadmissionpolicybinding", policy[1]), ("validatingadmissionpolicy", policy[0])):
+            cluster.kubectl("delete", kind, obj["metadata"]["name"], "--ignore-not-found", check=False)
 
 
 def test_recreated_under_the_same_name_while_not_watching(cluster: Cluster, namespace: str) -> None:
@@ -127,3 +174,18 @@ def test_recreated_under_the_same_name_while_not_watching(cluster: Cluster, name
         assert rayservice["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
     finally:
         work.forget((namespace, "again"))
+
+
+def test_an_object_whose_namespace_is_gone_is_not_retried(cluster: Cluster, namespace: str) -> None:
+    work, clock = worklist(cluster)
+    cluster.apply(llmd("gone", namespace))
+    created = cluster.get(*LD, namespace, "gone")
+    assert created is not None
+    # Its event arrives after the namespace (and so the object) went away: nothing to do, nothing to retry.
+    vanished = {**created, "metadata": {**created["metadata"], "namespace": f"{namespace}-gone"}}
+    try:
+        work.on_deployment("MODIFIED", vanished)
+        clock.now += 3600
+        assert work._due() == ([], [])
+    finally:
+        work.forget((f"{namespace}-gone", "gone"))
