@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     import kopf
+    from kopf._cogs.clients.errors import APINotFoundError  # not exported by kopf; kopf is pinned
     from prometheus_client import start_http_server
 
     from llm_operator import handlers  # noqa: F401 - registers the handlers
@@ -108,18 +110,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
 
-    asyncio.run(
-        kopf.operator(
-            # --peering turns peering on: kopf ignores the peering name while standalone is true.
-            standalone=args.standalone and args.peering is None,
-            peering_name=args.peering,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or (),
-            memo=kopf.Memo(namespaces=tuple(args.namespace)),
-            liveness_endpoint=args.liveness,
-        )
-    )
-    return 0
+    while True:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    # --peering turns peering on: kopf ignores the peering name while standalone is true.
+                    standalone=args.standalone and args.peering is None,
+                    peering_name=args.peering,
+                    clusterwide=not args.namespace,
+                    namespaces=args.namespace or (),
+                    memo=kopf.Memo(namespaces=tuple(args.namespace)),
+                    liveness_endpoint=args.liveness,
+                )
+            )
+            return 0
+        except APINotFoundError as error:
+            # A watch of an optional CRD (ServiceMonitor, PodMonitor) being deleted can reconnect before
+            # kopf notices the CRD is gone, and kopf (1.45) then stops on the 404. Start it again: every
+            # object is re-read and compared (no writes when nothing changed), as after a restart.
+            logging.getLogger("llm_operator").warning("kopf stopped on %s; starting it again", error)
+            time.sleep(1)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from llm_operator.worklist import Worklist
 
 LLMD = (c.GROUP, c.VERSION, c.PLURAL)
 MANAGED = {c.LABEL_MANAGED_BY: c.APP_NAME}
+_running: list[Worklist] = []  # the worklist of the current kopf run
 MONITORING_CRDS = {f"{c.SERVICEMONITOR_PLURAL}.{c.MONITORING_GROUP}", f"{c.PODMONITOR_PLURAL}.{c.MONITORING_GROUP}"}
 
 
@@ -46,13 +47,20 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     operator_settings = from_env()
     catalog = Catalog.default().with_overrides(operator_settings.catalog_overrides)
     memo["ctx"] = rc.Context(kube=Kube(load_config()), settings=operator_settings, catalog=catalog)
-    memo["work"] = Worklist(memo["ctx"])
+    for previous in _running:  # kopf was started again in this process (see `cli.cmd_run`)
+        previous.stop()
+    _running[:] = [Worklist(memo["ctx"])]
+    memo["work"] = _running[0]
     memo["work"].start()
     # Posting INFO-level log lines as Events floods etcd; we post the events that matter ourselves.
     settings.posting.level = logging.WARNING
     # Watches restart well before the API server's own timeout, so a silently dropped stream is noticed.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # A watch that ends waits this long before it reconnects (kopf: 0.1 s). When a watched CRD is deleted,
+    # its watch ends at once; the wait lets kopf notice the CRD is gone before it asks again (and gets a
+    # 404, on which kopf stops: see `cli.cmd_run`). Events are not lost: the watch resumes where it was.
+    settings.watching.reconnect_backoff = 1.0
     # Sync handlers run in this many threads; per object they are serialized (kopf, and reconcile's lock).
     settings.execution.max_workers = 8
 

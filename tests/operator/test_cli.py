@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +75,31 @@ def test_check_blocks_a_model_that_does_not_fit() -> None:
 def test_unreadable_file_is_a_clear_error() -> None:
     result = run("check", "-f", "/nonexistent.yaml")
     assert result.returncode == 2 and "/nonexistent.yaml" in result.stderr
+
+
+def test_run_starts_kopf_again_when_a_vanished_crd_watch_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf 1.45 stops on a 404 from a watch of a CRD being deleted (seen in CI); `run` starts it again."""
+    import kopf
+    from kopf._cogs.clients.errors import APINotFoundError
+
+    from llm_operator import cli
+
+    calls: list[object] = []
+
+    async def operator(**kwargs: object) -> None:
+        calls.append(kwargs["memo"])
+        if len(calls) == 1:
+            raise APINotFoundError("404 page not found", status=404, headers={})
+
+    monkeypatch.setattr(kopf, "operator", operator)
+    monkeypatch.setattr(cli.time, "sleep", lambda _: None)
+    monkeypatch.setenv("KUBECONFIG", "")  # `run --kubeconfig` sets it; restored after the test
+    assert cli.main(["run", "--kubeconfig", "/nonexistent", "--metrics-port", "0"]) == 0
+    assert len(calls) == 2 and calls[0] is not calls[1]  # a fresh memo (context, worklist) each time
+
+    async def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(kopf, "operator", broken)
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else is not swallowed
+        cli.main(["run", "--kubeconfig", "/nonexistent", "--metrics-port", "0"])
