@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -33,69 +34,83 @@ def _slim(obj: Mapping[str, Any], keep_spec: bool) -> dict[str, Any]:
     return {key: value for key, value in obj.items() if keep_spec or key != "spec"} | {"metadata": meta}
 
 
+@dataclass
+class _Seen:
+    """The newest version of one object seen, its generation, and (for some kinds) a copy of it."""
+
+    version: str
+    generation: int | None
+    copy: dict[str, Any] | None = None
+
+
 class Newest:
-    """Per LLMDeployment, the newest copy of it and its RayService, and the newest version of each other
-    child seen so far. Thread-safe."""
+    """Per LLMDeployment, the newest version seen of it and of each child, with a copy of the LLMDeployment
+    and its RayService. Thread-safe."""
 
     def __init__(self) -> None:
-        self._copies: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        self._versions: dict[tuple[str, str], dict[str, str]] = {}
-        self._generations: dict[tuple[str, str], dict[str, int | None]] = {}
+        self._seen: dict[tuple[str, str], dict[str, _Seen]] = {}
         self._guard = threading.Lock()
+
+    def _newer_than_seen(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> _Seen | None:
+        """None when `obj` is not older than what was seen of it (call with the guard held)."""
+        seen = self._seen.get(owner, {}).get(obj["kind"])
+        return seen if seen is not None and is_older(_version(obj), seen.version) else None
 
     def pick(self, owner: tuple[str, str], obj: Mapping[str, Any], *, keep_spec: bool = True) -> Mapping[str, Any]:
         """`obj` itself, or the newer copy of the same object seen before; remembers the newer one.
 
         Copies are kept without `managedFields` (and without `spec` unless `keep_spec`): memory per object.
         """
-        kind, version = obj["kind"], _version(obj)
         with self._guard:
-            copies = self._copies.setdefault(owner, {})
-            seen = copies.get(kind)
-            if seen is not None and is_older(version, _version(seen)):
-                return seen
-            copies[kind] = _slim(obj, keep_spec)
-            self._versions.setdefault(owner, {})[kind] = version
-            self._generations.setdefault(owner, {})[kind] = obj["metadata"].get("generation")
+            newer = self._newer_than_seen(owner, obj)
+            if newer is not None:
+                return newer.copy if newer.copy is not None else obj
+            self._seen.setdefault(owner, {})[obj["kind"]] = _Seen(
+                _version(obj), obj["metadata"].get("generation"), _slim(obj, keep_spec)
+            )
             return obj
 
     def copy(self, owner: tuple[str, str], kind: str) -> dict[str, Any] | None:
         """The newest copy kept of this kind, if any."""
         with self._guard:
-            return self._copies.get(owner, {}).get(kind)
+            seen = self._seen.get(owner, {}).get(kind)
+            return seen.copy if seen is not None else None
 
     def note(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> None:
         """Remember the version of a child seen (read or written), unless a newer one was seen already."""
-        kind, version = obj["kind"], _version(obj)
         with self._guard:
-            versions = self._versions.setdefault(owner, {})
-            if not is_older(version, versions.get(kind, "")):
-                versions[kind] = version
-                self._generations.setdefault(owner, {})[kind] = obj["metadata"].get("generation")
+            if self._newer_than_seen(owner, obj) is not None:
+                return
+            seen = self._seen.setdefault(owner, {}).get(obj["kind"])
+            version, generation = _version(obj), obj["metadata"].get("generation")
+            # A kept copy stays only while it is of the version now recorded.
+            copy = seen.copy if seen is not None and seen.version == version else None
+            self._seen[owner][obj["kind"]] = _Seen(version, generation, copy)
+
+    def is_stale(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
+        """Whether a newer version of `obj` was seen already."""
+        with self._guard:
+            return self._newer_than_seen(owner, obj) is not None
 
     def is_news(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
         """Whether `obj` is newer than every version of it seen (or cannot be compared)."""
         with self._guard:
-            seen = self._versions.get(owner, {}).get(obj["kind"])
-        return seen is None or is_older(seen, _version(obj)) is not False
+            seen = self._seen.get(owner, {}).get(obj["kind"])
+        return seen is None or is_older(seen.version, _version(obj)) is not False
 
     def same_generation(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
         """Whether `obj` has the generation last seen of it (only its status or metadata changed)."""
         generation = obj["metadata"].get("generation")
         with self._guard:
-            seen = self._generations.get(owner, {}).get(obj["kind"])
-        return generation is not None and seen == generation
+            seen = self._seen.get(owner, {}).get(obj["kind"])
+        return generation is not None and seen is not None and seen.generation == generation
 
     def drop(self, owner: tuple[str, str], kind: str) -> None:
         """Forget a child that is gone."""
         with self._guard:
-            self._copies.get(owner, {}).pop(kind, None)
-            self._versions.get(owner, {}).pop(kind, None)
-            self._generations.get(owner, {}).pop(kind, None)
+            self._seen.get(owner, {}).pop(kind, None)
 
     def forget(self, owner: tuple[str, str]) -> None:
         """Forget everything about a deleted LLMDeployment."""
         with self._guard:
-            self._copies.pop(owner, None)
-            self._versions.pop(owner, None)
-            self._generations.pop(owner, None)
+            self._seen.pop(owner, None)

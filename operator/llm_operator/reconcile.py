@@ -383,11 +383,8 @@ def _reconcile(
         # Another reconcile may have run since the caller's copies were read: start from the newest seen.
         body = _newest.pick(key, body)
         event_rayservice = known.get("RayService")
-        if (
-            event_rayservice is not None
-            and _newest.pick(key, event_rayservice, keep_spec=False) is not event_rayservice
-        ):
-            known = {kind: obj for kind, obj in known.items() if kind != "RayService"}  # stale: read it
+        if event_rayservice is not None and _newest.is_stale(key, event_rayservice):
+            known = {kind: obj for kind, obj in known.items() if kind != "RayService"}  # the newer one, below
         generation = int(body["metadata"].get("generation", 1))
         previous = dict(body.get("status") or {})
         lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None
@@ -427,8 +424,8 @@ def _reconcile(
             outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
         if "RayService" in live or "RayService" in known:
             rayservice = live.get("RayService") or known.get("RayService")
-        elif only_known and _newest.copy(key, "RayService") is not None:
-            rayservice = _newest.copy(key, "RayService")
+        elif only_known and (kept := _newest.copy(key, "RayService")) is not None:
+            rayservice = kept
         else:
             rayservice = ctx.kube.get(RAYSERVICE, owner.namespace, naming.rayservice_name(owner.name))
         if rayservice is None:
