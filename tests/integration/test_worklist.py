@@ -48,11 +48,17 @@ def worklist(cluster: Cluster) -> tuple[Worklist, Clock]:
     return Worklist(ctx, clock=clock), clock
 
 
+def apply_llmd(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """Apply a small LLMDeployment and return it as stored (uid, generation)."""
+    cluster.apply(llmd(name, namespace))
+    stored = cluster.get(*LD, namespace, name)
+    assert stored is not None
+    return stored
+
+
 def test_events_reconcile_only_news(cluster: Cluster, namespace: str) -> None:
     work, _ = worklist(cluster)
-    cluster.apply(llmd("w", namespace))
-    created = cluster.get(*LD, namespace, "w")
-    assert created is not None
+    created = apply_llmd(cluster, namespace, "w")
     try:
         work.on_deployment("ADDED", created)
         stored: dict[str, Any] = cluster.get(*LD, namespace, "w") or {}
@@ -136,9 +142,7 @@ def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: s
         cluster.apply(obj)
     try:
         wait_for(lambda: refused(cluster, namespace), what="the admission policy in force")
-        cluster.apply(llmd("r", namespace))
-        created = cluster.get(*LD, namespace, "r")
-        assert created is not None
+        created = apply_llmd(cluster, namespace, "r")
         work.on_deployment("ADDED", created)  # the RayService is refused: the reconcile fails
         assert cluster.get(*RS, namespace, "r") is None
         assert work._due() == ([], [])  # not due yet: the first retry waits 1 s
@@ -158,16 +162,13 @@ def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: s
 
 def test_recreated_under_the_same_name_while_not_watching(cluster: Cluster, namespace: str) -> None:
     work, _ = worklist(cluster)
-    cluster.apply(llmd("again", namespace))
-    first = cluster.get(*LD, namespace, "again")
-    assert first is not None
+    first = apply_llmd(cluster, namespace, "again")
     try:
         work.on_deployment("ADDED", first)
         # Deleted and re-created while the watch was down: its DELETED event never reaches the worklist.
         cluster.kubectl("delete", "llmd", "again", "-n", namespace)
-        cluster.apply(llmd("again", namespace))
-        second = cluster.get(*LD, namespace, "again")
-        assert second is not None and second["metadata"]["generation"] == first["metadata"]["generation"]
+        second = apply_llmd(cluster, namespace, "again")
+        assert second["metadata"]["generation"] == first["metadata"]["generation"]
         work.on_deployment("ADDED", second)
         rayservice = cluster.get(*RS, namespace, "again")
         assert rayservice is not None
@@ -178,9 +179,7 @@ def test_recreated_under_the_same_name_while_not_watching(cluster: Cluster, name
 
 def test_an_object_whose_namespace_is_gone_is_not_retried(cluster: Cluster, namespace: str) -> None:
     work, clock = worklist(cluster)
-    cluster.apply(llmd("gone", namespace))
-    created = cluster.get(*LD, namespace, "gone")
-    assert created is not None
+    created = apply_llmd(cluster, namespace, "gone")
     # Its event arrives after the namespace (and so the object) went away: nothing to do, nothing to retry.
     vanished = {**created, "metadata": {**created["metadata"], "namespace": f"{namespace}-gone"}}
     try:
