@@ -44,7 +44,7 @@ from typing import Any
 from kubernetes import client
 
 from llm_operator.catalog import Catalog
-from llm_operator.devcluster import ControlPlane, find_binaries, free_port
+from llm_operator.devcluster import ControlPlane, find_binaries, free_port, terminate
 from llm_operator.k8s import Kube, load_config
 from llm_operator.models import parse_spec
 from llm_operator.reconcile import render_children
@@ -230,13 +230,8 @@ class Operator:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            terminate(self.process, timeout=20)
 
 
 @contextmanager

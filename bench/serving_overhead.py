@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_serving import client
+from llm_serving.local import command as local_command
 from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 
@@ -62,24 +63,14 @@ class Stack:
                 "--port",
                 str(port),
             ]
-        ingress = "proxy" if self.name == "ours-proxy" else "haproxy"
-        return [
-            sys.executable,
-            "-m",
-            "llm_serving.local",
-            "--model",
-            str(model),
-            "--served-name",
-            SERVED_NAME,
-            "--max-model-len",
-            str(MAX_MODEL_LEN),
-            "--port",
-            str(port),
-            "--metrics-port",
-            str(metrics_port),
-            "--ingress",
-            ingress,
-        ]
+        return local_command(
+            model,
+            port=port,
+            metrics_port=metrics_port,
+            served_name=SERVED_NAME,
+            max_model_len=MAX_MODEL_LEN,
+            ingress="proxy" if self.name == "ours-proxy" else "haproxy",
+        )
 
 
 def free_port() -> int:

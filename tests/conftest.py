@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from llm_operator.devcluster import terminate
 from tests.kubeutil import Cluster, start_cluster
 
 
@@ -78,14 +80,9 @@ class OperatorProcess:
                 time.sleep(0.2)
         raise AssertionError(f"operator not live after {timeout}s:\n{self.output()[-3000:]}")
 
-    def stop(self, sig: int = 15) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process:
+            terminate(self.process, sig=sig, timeout=15)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -29,6 +29,7 @@ from llm_operator.devcluster import (
     kuberay_ready_status,
     stop_recorded,
 )
+from llm_serving.local import command as local_command
 
 STATE = REPO_ROOT / ".demo"
 EXAMPLES = REPO_ROOT / "examples"
@@ -190,22 +191,7 @@ def _serve(demo: Demo) -> int:
     model = demo.state / "tiny-model"
     subprocess.run([sys.executable, "-m", "llm_serving.tiny_model", str(model)], check=True, capture_output=True)
     port, metrics = free_port(), free_port()
-    pid = demo.spawn(
-        "serving",
-        [
-            sys.executable,
-            "-m",
-            "llm_serving.local",
-            "--model",
-            str(model),
-            "--served-name",
-            "tiny",
-            "--port",
-            str(port),
-            "--metrics-port",
-            str(metrics),
-        ],
-    )
+    pid = demo.spawn("serving", local_command(model, port=port, metrics_port=metrics, served_name="tiny"))
     say("    starting Ray Serve + vLLM (about a minute on 2 cores) ...")
     _wait_http(f"http://127.0.0.1:{port}/v1/models", 600, "the Serve app", pid, demo.state / "serving.log")
     say(f"    serving the OpenAI API at http://127.0.0.1:{port}/v1 (Ray metrics on :{metrics})")

@@ -387,14 +387,8 @@ class ControlPlane:
 
     def _terminate(self, name: str) -> None:
         process = self.processes.pop(name, None)
-        if process and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        if process:
+            terminate(process)
 
     def stop(self) -> None:
         """Stop every process this control plane started, in reverse order."""
@@ -457,6 +451,20 @@ def _module_crd_dirs() -> Iterator[Path]:
         )
         if result.returncode == 0:
             yield Path(json.loads(result.stdout)["Dir"]) / subdir
+
+
+def terminate(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Signal a process started with `start_new_session=True` (its whole group); SIGKILL it after `timeout`."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def stop_recorded(state_dir: Path, grace: float = 10) -> bool:

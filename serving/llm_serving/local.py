@@ -86,6 +86,16 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def command(model: Path | str, *, port: int, metrics_port: int, **options: str | int) -> list[str]:
+    """The command line that runs this module in another process; `options` are its other flags by name
+    (`served_name="tiny"` -> `--served-name tiny`)."""
+    argv = [sys.executable, "-m", "llm_serving.local", "--model", str(model), "--port", str(port)]
+    argv += ["--metrics-port", str(metrics_port)]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
+
+
 def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: float, log: Path) -> None:
     """Wait until a server started as `process` answers `GET {url}/v1/models`; raise with its log's end."""
     import httpx

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from llm_operator.devcluster import terminate
 
 PROMETHEUS = os.environ.get("LLMOP_PROMETHEUS_BIN", "/usr/bin/prometheus")
 INSTALL_HINT = "apt-get update && apt-get install -y prometheus"
@@ -102,13 +103,8 @@ class Prometheus:
         raise AssertionError(f"prometheus not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            terminate(self.process, timeout=20)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The result of an instant query; fails the test on a PromQL or API error."""

@@ -31,6 +31,7 @@ from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.render.panels import PANELS, selector
 from llm_operator.settings import Settings
+from llm_serving.local import command as local_command
 from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from tests.conftest import OperatorProcess
@@ -70,23 +71,9 @@ def _start_app(model: Path, workdir: Path, port: int, metrics_port: int) -> subp
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "llm_serving.local",
-        "--model",
-        str(model),
-        "--served-name",
-        SERVED_NAME,
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        "--max-model-len",
-        "2048",
-        "--temp-dir",
-        str(RAY_DIR),
-    ]
+    command = local_command(
+        model, port=port, metrics_port=metrics_port, served_name=SERVED_NAME, max_model_len=2048, temp_dir=str(RAY_DIR)
+    )
     with (workdir / "app.log").open("wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 

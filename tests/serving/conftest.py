@@ -6,13 +6,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from llm_serving.local import command as local_command
 from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 
@@ -59,23 +59,14 @@ def serving_app(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         "RAY_metrics_report_interval_ms": "1000",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "llm_serving.local",
-        "--model",
-        str(tiny_model),
-        "--served-name",
-        SERVED_NAME,
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        "--max-model-len",
-        str(MAX_MODEL_LEN),
-        "--temp-dir",
-        str(ray_dir),
-    ]
+    command = local_command(
+        tiny_model,
+        port=port,
+        metrics_port=metrics_port,
+        served_name=SERVED_NAME,
+        max_model_len=MAX_MODEL_LEN,
+        temp_dir=str(ray_dir),
+    )
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
