@@ -2,9 +2,10 @@
 
 One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N (default 200 and 1000):
 
-- baseline: 8 threads create, per deployment, what the operator's work amounts to through the same client
-  library (kubernetes python client): the LLMDeployment, its RayService + ServiceMonitor + PodMonitor as
-  rendered by our builders (server-side apply, like the operator) and one status write;
+- baseline: 8 threads create, per deployment, what the operator's work amounts to: the LLMDeployment (the
+  user's create, official kubernetes client, as in the operator runs), then through the operator's own
+  client library (`llm_operator.k8s`) its RayService + ServiceMonitor + PodMonitor as rendered by our
+  builders (server-side apply, like the operator) and one status write;
 - burst: 8 threads create N LLMDeployments; apply -> all three children present (p50, p99, total);
 - steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99);
 - status propagation: a RayService status written like KubeRay -> the LLMDeployment's phase is Ready;
@@ -44,8 +45,8 @@ from typing import Any
 from kubernetes import client
 
 from llm_operator.catalog import Catalog
-from llm_operator.devcluster import ControlPlane, find_binaries, free_port, terminate
-from llm_operator.k8s import Kube, load_config
+from llm_operator.devcluster import ControlPlane, find_binaries, free_port, official_client, terminate
+from llm_operator.k8s import Kube
 from llm_operator.models import parse_spec
 from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
@@ -292,9 +293,9 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def baseline(api: client.ApiClient, namespace: str, n: int) -> float:
-    """Seconds to do directly, 8 threads, what the operator's work amounts to for n deployments."""
-    kube = Kube(api)
+def baseline(api: client.ApiClient, kube: Kube, namespace: str, n: int) -> float:
+    """Seconds to do directly, 8 threads, what the operator's work amounts to for n deployments: the user's
+    create (official client), then the children and a status write with the operator's own client."""
     custom = client.CustomObjectsApi(api)
     settings = from_env()
     catalog = Catalog.default()
@@ -383,7 +384,7 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
     row: dict[str, Any] = {"n": n, "steady_n": steady_n}
     base_ns = make_namespace(api, f"base-{n}")
     cpu0 = cpu_seconds(apiserver)
-    row["baseline_s"] = baseline(api, base_ns, n)
+    row["baseline_s"] = baseline(api, Kube.connect(str(plane.kubeconfig)), base_ns, n)
     row["baseline_apiserver_cpu"] = cpu_seconds(apiserver) - cpu0
 
     burst_ns, steady_ns = make_namespace(api, f"burst-{n}"), make_namespace(api, f"steady-{n}")
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}"
     )
     with ControlPlane(state, binaries=find_binaries(), with_controller_manager=False) as plane:
-        api = load_config(str(plane.kubeconfig))
+        api = official_client(plane.kubeconfig)
         for n in sizes:
             steady_n = args.steady_n or min(n, 300)
             profile = args.profile if (args.profile and n == max(sizes)) else None

@@ -13,8 +13,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llm_operator.devcluster import ControlPlane, find_binaries
-from llm_operator.k8s import Kube, load_config
+from llm_operator.devcluster import ControlPlane, find_binaries, official_client
+from llm_operator.k8s import Kube
 
 T = TypeVar("T")
 
@@ -28,8 +28,8 @@ class Cluster:
     kubectl_path: str
 
     def __post_init__(self) -> None:
-        self.api = load_config(str(self.kubeconfig))
-        self.kube = Kube(self.api)
+        self.api = official_client(self.kubeconfig)
+        self.kube = Kube.connect(str(self.kubeconfig))
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
 

@@ -404,6 +404,17 @@ class ControlPlane:
         self.stop()
 
 
+def official_client(kubeconfig: Path | str, pool_size: int = 32) -> Any:
+    """A `kubernetes.client.ApiClient` for `kubeconfig`: tests and benchmarks play the user with the
+    official client (a dev dependency; the operator itself talks to the API through `llm_operator.k8s`)."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
 def kuberay_ready_status(cluster_name: str = "local-raycluster") -> dict[str, Any]:
     """A RayService status as KubeRay v1.7 writes it once its cluster is up and the Serve app RUNNING.
 

@@ -3,21 +3,28 @@
 Children are written with server-side apply under one field manager; the LLMDeployment's status is
 merge-patched through its status subresource. Secrets are only ever looked up as metadata: the operator
 never reads a Secret's data.
+
+Requests are plain JSON over one urllib3 connection pool, authenticated with kopf's own login (the same
+credentials kopf's watches use). The official `kubernetes` client is not used: importing it costs 44 MB
+of generated model classes, and its per-call validation was about a quarter of the operator's CPU
+(bench/RESULTS.md); every call here is a path, a verb and a JSON body.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
+from urllib.parse import quote, urlencode
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import kopf
+import urllib3
 from urllib3.exceptions import HTTPError
 
 from llm_operator import constants as c
@@ -28,11 +35,13 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SERVED_TTL = 300.0
 EVENT_MESSAGE_LIMIT = 1024
 APPLY_THREADS = 8
+POOL_SIZE = 32
+TIMEOUT = urllib3.Timeout(connect=10, read=60)
 
 
 @dataclass(frozen=True)
 class Kind:
-    """Where a custom resource kind lives in the API."""
+    """Where a resource kind lives in the API."""
 
     group: str
     version: str
@@ -40,7 +49,17 @@ class Kind:
 
     @property
     def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def root(self) -> str:
+        """The API group's path (the core group lives under /api)."""
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def path(self, namespace: str | None = None, name: str = "", subresource: str = "") -> str:
+        """The collection (or, with `name`, the object) in `namespace` (or across namespaces if None)."""
+        path = self.root + (f"/namespaces/{quote(namespace)}" if namespace is not None else "") + f"/{self.plural}"
+        return path + (f"/{quote(name)}" if name else "") + (f"/{subresource}" if subresource else "")
 
 
 LLMDEPLOYMENT = Kind(c.GROUP, c.VERSION, c.PLURAL)
@@ -48,22 +67,101 @@ RAYSERVICE = Kind(c.RAY_GROUP, c.RAY_VERSION, c.RAYSERVICE_PLURAL)
 SERVICEMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.SERVICEMONITOR_PLURAL)
 PODMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL)
 CONFIGMAP = Kind("", "v1", "configmaps")
+SECRET = Kind("", "v1", "secrets")
+EVENT = Kind("", "v1", "events")
 KINDS = {"RayService": RAYSERVICE, "ServiceMonitor": SERVICEMONITOR, "PodMonitor": PODMONITOR, "ConfigMap": CONFIGMAP}
 
+_environ_lock = threading.Lock()
 
-def load_config(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client: an explicit kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config."""
-    configuration = client.Configuration()
-    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
+
+def login(kubeconfig: str | None = None, settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
+    """kopf's own login: `kubeconfig` if given, else $KUBECONFIG, else the in-cluster service account, else
+    ~/.kube/config. The operator's requests and kopf's watches use the same credentials."""
+    settings = settings or kopf.OperatorSettings()
+    info: kopf.ConnectionInfo | None
     if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+        with _environ_lock:  # kopf reads the kubeconfig's path from the environment only
+            previous = os.environ.get("KUBECONFIG")
+            os.environ["KUBECONFIG"] = kubeconfig
+            try:
+                info = kopf.login_with_kubeconfig(settings=settings)
+            finally:
+                if previous is None:
+                    del os.environ["KUBECONFIG"]
+                else:
+                    os.environ["KUBECONFIG"] = previous
+    elif os.environ.get("KUBECONFIG"):
+        info = kopf.login_with_kubeconfig(settings=settings)
     else:
+        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no kubeconfig ($KUBECONFIG, ~/.kube/config) and no in-cluster service account")
+    return info
+
+
+class ApiError(RuntimeError):
+    """The API server answered with an error status; `reason` and `message` are from its Status."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body.decode("utf-8", errors="replace")
         try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    configuration.connection_pool_maxsize = 32
-    return client.ApiClient(configuration)
+            answer = json.loads(body)
+            self.reason, self.message = str(answer.get("reason") or ""), str(answer.get("message") or "")
+        except (ValueError, AttributeError):
+            self.reason, self.message = "", self.body[:200]
+        super().__init__(
+            f"HTTP {status} {self.reason}: {self.message}" if self.reason else f"HTTP {status}: {self.message}"
+        )
+
+
+class Api:
+    """JSON requests to one API server over a pooled, thread-safe connection; logs in again once on a 401
+    (an in-cluster token is rotated by the kubelet)."""
+
+    def __init__(self, connect: Callable[[], kopf.ConnectionInfo] = login) -> None:
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._open()
+
+    def _open(self) -> None:
+        info: kopf.ConnectionInfo = self._connect()
+        self.server = info.server.rstrip("/")
+        self.headers = {"Accept": "application/json", "User-Agent": c.APP_NAME, **info.as_http_headers()}
+        options: dict[str, Any] = {"maxsize": POOL_SIZE, "retries": False, "timeout": TIMEOUT}
+        if self.server.startswith("https:"):
+            options["ssl_context"] = info.as_ssl_context()
+        proxy = info.proxy_url
+        self.pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        accept: str | None = None,
+    ) -> Any:
+        """The decoded JSON answer (None if empty); `ApiError` for an error status."""
+        url = self.server + path + (f"?{urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        for attempt in (1, 2):
+            headers = dict(self.headers)
+            if data is not None:
+                headers["Content-Type"] = content_type
+            if accept:
+                headers["Accept"] = accept
+            response = self.pool.request(method, url, body=data, headers=headers)
+            if response.status == 401 and attempt == 1:
+                with self._lock:
+                    self._open()
+                continue
+            break
+        if response.status >= 400:
+            raise ApiError(response.status, response.data)
+        return json.loads(response.data) if response.data else None
 
 
 class GoneError(RuntimeError):
@@ -78,55 +176,53 @@ class NamespaceTerminatingError(GoneError):
     """The namespace is being deleted: nothing new can be created in it."""
 
 
-def is_api_error(error: BaseException) -> bool:
-    """Whether an error came from the API server or the connection to it (expected; retried), not a bug."""
-    return isinstance(error, ApiException | ConflictError | HTTPError | OSError)
-
-
 class ConflictError(RuntimeError):
     """The object changed since it was read (HTTP 409)."""
+
+
+def is_api_error(error: BaseException) -> bool:
+    """Whether an error came from the API server or the connection to it (expected; retried), not a bug."""
+    return isinstance(error, ApiError | ConflictError | HTTPError | OSError)
 
 
 class Kube:
     """Typed, narrow access to the API for the operator: get/apply/delete children, status, Secrets."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.api_client = api_client
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
+    def __init__(self, api: Api) -> None:
+        self.api = api
         self._served: dict[Kind, tuple[bool, float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=APPLY_THREADS, thread_name_prefix="apply")
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None) -> Kube:
+        """Access through `login(kubeconfig)`."""
+        return cls(Api(lambda: login(kubeconfig)))
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it (or its CRD) does not exist."""
         try:
-            if kind == CONFIGMAP:
-                return self._plain(self.core.read_namespaced_config_map(name, namespace))
-            result = cast(
-                dict[str, Any],
-                self.custom.get_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name),
-            )
-        except ApiException as error:
+            result: dict[str, Any] = self.api.request("GET", kind.path(namespace, name))
+        except ApiError as error:
             if error.status == 404:
                 return None
             raise
         return result
 
-    def _plain(self, obj: Any) -> dict[str, Any]:
-        """A typed client object as the API's own JSON (camelCase dict), like custom objects."""
-        return cast(dict[str, Any], self.api_client.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
-
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of a child with our field manager, taking over fields we own."""
+        meta = body["metadata"]
+        path = KINDS[body["kind"]].path(meta["namespace"], meta["name"])
+        query = {"fieldManager": c.FIELD_MANAGER, "force": "true"}
         try:
-            return self._apply(body)
-        except ApiException as error:
+            result: dict[str, Any] = self.api.request("PATCH", path, body, query=query, content_type=APPLY)
+        except ApiError as error:
             # Nothing can be created in a namespace being deleted; its LLMDeployments are going away too.
-            if error.status == 403 and "because it is being terminated" in str(error.body):
-                raise NamespaceTerminatingError(body["metadata"]["namespace"]) from None
-            if error.status == 404 and '"kind":"namespaces"' in str(error.body):
-                raise GoneError(body["metadata"]["namespace"], "namespace not found") from None
+            if error.status == 403 and "because it is being terminated" in error.body:
+                raise NamespaceTerminatingError(meta["namespace"]) from None
+            if error.status == 404 and '"kind":"namespaces"' in error.body:
+                raise GoneError(meta["namespace"], "namespace not found") from None
             raise
+        return result
 
     def apply_all(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """`apply` each body, concurrently (they are independent); results in the same order."""
@@ -134,44 +230,11 @@ class Kube:
             return [self.apply(body) for body in bodies]
         return list(self._pool.map(self.apply, bodies))
 
-    def _apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        kind = KINDS[body["kind"]]
-        meta = body["metadata"]
-        if kind == CONFIGMAP:
-            return self._plain(
-                self.core.patch_namespaced_config_map(
-                    meta["name"],
-                    meta["namespace"],
-                    dict(body),
-                    field_manager=c.FIELD_MANAGER,
-                    force=True,
-                    _content_type=APPLY,
-                )
-            )
-        # Read the body ourselves: the client maps only 200 to a result, so an apply that creates (201)
-        # would come back as None.
-        response: Any = self.custom.patch_namespaced_custom_object(
-            kind.group,
-            kind.version,
-            meta["namespace"],
-            kind.plural,
-            meta["name"],
-            dict(body),
-            field_manager=c.FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _preload_content=False,
-        )
-        return cast(dict[str, Any], json.loads(response.data))
-
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
         try:
-            if kind == CONFIGMAP:
-                self.core.delete_namespaced_config_map(name, namespace)
-            else:
-                self.custom.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name)
-        except ApiException as error:
+            self.api.request("DELETE", kind.path(namespace, name))
+        except ApiError as error:
             if error.status == 404:
                 return False
             raise
@@ -179,21 +242,14 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the LLMDeployment's status subresource; the object as stored after the patch."""
+        path = LLMDEPLOYMENT.path(namespace, name, "status")
         try:
-            result = self.custom.patch_namespaced_custom_object_status(
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                c.PLURAL,
-                name,
-                {"status": dict(status)},
-                _content_type=MERGE,
-            )
-        except ApiException as error:
+            result: dict[str, Any] = self.api.request("PATCH", path, {"status": dict(status)}, content_type=MERGE)
+        except ApiError as error:
             if error.status == 404:
                 raise GoneError(namespace, f"{namespace}/{name} was deleted") from None
             raise
-        return cast(dict[str, Any], result)
+        return result
 
     def set_finalizers(
         self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str
@@ -201,20 +257,22 @@ class Kube:
         """Replace the LLMDeployment's finalizers; `ConflictError` if it changed since `resource_version`."""
         patch = {"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}}
         try:
-            result = self.custom.patch_namespaced_custom_object(
-                c.GROUP, c.VERSION, namespace, c.PLURAL, name, patch, _content_type=MERGE
+            result: dict[str, Any] = self.api.request(
+                "PATCH", LLMDEPLOYMENT.path(namespace, name), patch, content_type=MERGE
             )
-        except ApiException as error:
+        except ApiError as error:
             if error.status == 409:
                 raise ConflictError(f"{namespace}/{name} changed; read it again") from None
             raise
-        return cast(dict[str, Any], result)
+        return result
 
     def post_event(self, about: Mapping[str, Any], type: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about an LLMDeployment (as `kubectl describe` shows them)."""
         meta = about["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event: Any = {
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": c.API_VERSION,
@@ -233,18 +291,12 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], event)
+        self.api.request("POST", EVENT.path(meta["namespace"]), event)
 
     def list_deployments(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
         """LLMDeployments in these namespaces (all namespaces when empty)."""
-        if not namespaces:
-            result = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL)
-            return list(cast(dict[str, Any], result).get("items", []))
-        items: list[dict[str, Any]] = []
-        for namespace in namespaces:
-            result = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL)
-            items += cast(dict[str, Any], result).get("items", [])
-        return items
+        paths = [LLMDEPLOYMENT.path(namespace) for namespace in namespaces] or [LLMDEPLOYMENT.path()]
+        return [item for path in paths for item in self.api.request("GET", path).get("items") or []]
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(LLMDEPLOYMENT, namespace, name)
@@ -252,11 +304,8 @@ class Kube:
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists, fetched as metadata only: its data never reaches the operator."""
         try:
-            response: Any = self.core.read_namespaced_secret(
-                name, namespace, _headers={"Accept": METADATA_ONLY}, _preload_content=False
-            )
-            response.release_conn()
-        except ApiException as error:
+            self.api.request("GET", SECRET.path(namespace, name), accept=METADATA_ONLY)
+        except ApiError as error:
             if error.status == 404:
                 return False
             raise
@@ -272,9 +321,9 @@ class Kube:
         if cached is not None and time.monotonic() - cached[1] < SERVED_TTL:
             return cached[0]
         try:
-            resources = self.custom.get_api_resources(kind.group, kind.version)
-            present = any(resource.name == kind.plural for resource in resources.resources)
-        except ApiException as error:
+            resources = self.api.request("GET", kind.root).get("resources") or []
+            present = any(resource.get("name") == kind.plural for resource in resources)
+        except ApiError as error:
             if error.status != 404:
                 raise
             present = False
