@@ -94,6 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the operator (kopf) until interrupted."""
     import asyncio
 
+    if "kopf" not in sys.modules:
+        # kopf imports the official kubernetes client, when installed, only to recognise its model objects,
+        # which the operator never passes; the image does not install it, and here it would add 44 MB.
+        sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
     from kopf._cogs.clients.errors import APINotFoundError  # not exported by kopf; kopf is pinned
     from prometheus_client import start_http_server

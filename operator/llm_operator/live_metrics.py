@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import urllib3
 
 from llm_operator.render import panels
 
@@ -57,15 +57,15 @@ def figures(values: Mapping[str, float | None]) -> dict[str, float | None]:
 def sample(url: str, deployment: str, namespace: str, *, window: str) -> dict[str, float | None]:
     """Ask Prometheus at `url` for every figure of one deployment; raise PrometheusError if it cannot answer."""
     values: dict[str, float | None] = {}
+    http = urllib3.PoolManager(timeout=TIMEOUT_SECONDS, retries=False)
     try:
-        with httpx.Client(base_url=url, timeout=TIMEOUT_SECONDS) as client:
-            for key, expr in queries(deployment, namespace, window).items():
-                response = client.get("/api/v1/query", params={"query": expr})
-                if response.status_code >= 500 or not response.headers.get("content-type", "").startswith(
-                    "application/json"
-                ):
-                    raise PrometheusError(f"{url} answered HTTP {response.status_code}")
-                values[key] = first_value(response.json())
-    except httpx.HTTPError as error:
+        for key, expr in queries(deployment, namespace, window).items():
+            response = http.request("GET", f"{url.rstrip('/')}/api/v1/query", fields={"query": expr})
+            if response.status >= 500 or not response.headers.get("content-type", "").startswith("application/json"):
+                raise PrometheusError(f"{url} answered HTTP {response.status}")
+            values[key] = first_value(response.json())
+    except urllib3.exceptions.HTTPError as error:
         raise PrometheusError(f"{url} unreachable: {type(error).__name__}: {error}") from None
+    finally:
+        http.clear()
     return figures(values)
