@@ -4,7 +4,7 @@ One stack runs at a time, alternating (A B A B ...). Each round starts the stack
 streams chat completions of exactly 32 output tokens at concurrency 1, 8 and 32. Results are pooled
 per stack and printed as a table with ratios to bare vLLM.
 
-    .venv/bin/python bench/serving_overhead.py [--rounds 2] [--stacks ours,bare] [--json out.json]
+    .venv/bin/python bench/serving_overhead.py [--rounds 2] [--stacks ours,bare] [--levels 1,8,32] [--json out.json]
 
 Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress), `ours-proxy` (llm_serving.local through
 Serve's Python proxy), `bare` (python -m vllm.entrypoints.openai.api_server).
@@ -113,11 +113,11 @@ async def measure(url: str, concurrency: int, requests: int) -> tuple[list[clien
     )
 
 
-def run_round(url: str) -> dict[int, tuple[list[client.Result], float]]:
+def run_round(url: str, levels: list[int]) -> dict[int, tuple[list[client.Result], float]]:
     # Warm-up at the highest concurrency, so every stack has run each batch size once before measuring
     # (the first batches of a new size are several times slower on the CPU, in both stacks).
     asyncio.run(measure(url, max(LEVELS), 2 * max(LEVELS)))
-    return {c: asyncio.run(measure(url, c, n)) for c, n in LEVELS.items()}
+    return {c: asyncio.run(measure(url, c, LEVELS[c])) for c in levels}
 
 
 def round_line(figures: dict[int, tuple[list[client.Result], float]]) -> str:
@@ -132,7 +132,7 @@ def round_line(figures: dict[int, tuple[list[client.Result], float]]) -> str:
 def pooled(rounds: list[dict[int, tuple[list[client.Result], float]]]) -> dict[int, dict[str, Any]]:
     """Per concurrency: percentiles over every request of every round; tokens/s over total wall time."""
     out = {}
-    for c in LEVELS:
+    for c in rounds[0]:
         results = [r for one in rounds for r in one[c][0]]
         wall = sum(one[c][1] for one in rounds)
         out[c] = client.summarize(results, wall)
@@ -154,13 +154,15 @@ def table(summaries: dict[str, dict[int, dict[str, Any]]]) -> str:
     head = "| metric | bare vLLM | " + " | ".join(f"{n} | {n} vs bare" for n in others) + " |"
     lines = [head, "|" + "---|" * (2 + 2 * len(others))]
     for label, c, key, scale, kind in rows:
+        if c not in summaries["bare"]:
+            continue
         base = summaries["bare"][c][key] * scale
         cells = [label, f"{base:.1f}"]
         for name in others:
             value = summaries[name][c][key] * scale
             cells += [f"{value:.1f}", f"{value - base:+.1f} ms" if kind == "diff" else f"{value / base:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
-    errors = {name: sum(s[c]["errors"] for c in LEVELS) for name, s in summaries.items()}
+    errors = {name: sum(level["errors"] for level in s.values()) for name, s in summaries.items()}
     return "\n".join(lines) + f"\n\nerrors: {errors}\n"
 
 
@@ -169,11 +171,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per stack (A B A B for 2)")
     parser.add_argument("--stacks", default="ours,bare", help="comma-separated: ours, ours-proxy, bare")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "llm-serving-bench" / "tiny")
+    parser.add_argument("--levels", default="1,8,32", help=f"comma-separated concurrencies out of {list(LEVELS)}")
     parser.add_argument("--json", type=Path, default=None, help="also write the pooled summaries here")
     options = parser.parse_args()
     names = options.stacks.split(",")
     if "bare" not in names:
         parser.error("--stacks must include bare (the reference)")
+    levels = [int(c) for c in options.levels.split(",")]
+    if not set(levels) <= set(LEVELS):
+        parser.error(f"--levels must be out of {list(LEVELS)}")
     model = build_tiny_model(options.model_dir)
     log_dir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     rounds: dict[str, list[dict[int, tuple[list[client.Result], float]]]] = {n: [] for n in names}
@@ -181,7 +187,7 @@ def main() -> int:
         for name in names:
             process, url = start(Stack(name), model, log_dir, round_no)
             try:
-                rounds[name].append(run_round(url))
+                rounds[name].append(run_round(url, levels))
             finally:
                 stop_server(process)
             time.sleep(5)  # let the previous stack's helper processes exit before the next starts
@@ -189,7 +195,8 @@ def main() -> int:
     summaries = {name: pooled(rounds[name]) for name in names}
     if options.json:
         options.json.write_text(json.dumps(summaries, indent=2))
-    print(f"tiny model, {OUTPUT_TOKENS} output tokens, streaming chat, requests per round {LEVELS}, logs {log_dir}\n")
+    per_round = {c: LEVELS[c] for c in levels}
+    print(f"tiny model, {OUTPUT_TOKENS} output tokens, streaming chat, per round {per_round}, logs {log_dir}\n")
     print(table(summaries))
     return 0
 
