@@ -330,14 +330,20 @@ class Kube:
         self._served[kind] = (present, time.monotonic())
         return present
 
-    def note_crd(self, crd: Mapping[str, Any], *, deleted: bool = False) -> None:
-        """Record a CRD's state from a watch event: terminating or deleted CRDs serve nothing new."""
+    def note_crd(self, crd: Mapping[str, Any], *, deleted: bool = False) -> bool:
+        """Record a CRD's state from a watch event: terminating or deleted CRDs serve nothing new. Whether a
+        kind it defines changed from what was known (not a first sighting: then nothing was decided on it)."""
         spec = crd.get("spec") or {}
         established = any(
             cond.get("type") == "Established" and cond.get("status") == "True"
             for cond in (crd.get("status") or {}).get("conditions") or []
         )
         present = established and not deleted and not crd.get("metadata", {}).get("deletionTimestamp")
+        changed = False
         for version in spec.get("versions") or []:
             kind = Kind(spec.get("group", ""), version.get("name", ""), (spec.get("names") or {}).get("plural", ""))
-            self._served[kind] = (present and bool(version.get("served")), time.monotonic())
+            served = present and bool(version.get("served"))
+            known = self._served.get(kind)
+            changed = changed or (known is not None and known[0] != served)
+            self._served[kind] = (served, time.monotonic())
+        return changed

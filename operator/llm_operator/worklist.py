@@ -74,35 +74,51 @@ class Worklist:
 
     def on_deployment(self, event_type: str, body: Mapping[str, Any]) -> None:
         """One watch event of an LLMDeployment."""
+        work = self.plan_deployment(event_type, body)
+        if work is not None:
+            work()
+
+    def plan_deployment(self, event_type: str, body: Mapping[str, Any]) -> Callable[[], None] | None:
+        """What one watch event of an LLMDeployment asks for, decided without I/O: None when nothing (e.g. the
+        echo of our own status write), so the caller can skip the thread hop."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
-            self.forget(key)
-            return
+            return partial(self.forget, key)
         if meta.get("deletionTimestamp"):
-            self._run(key, body, lambda: rc.finalize(self.ctx, body))
-            return
+            return partial(self._run, key, body, partial(rc.finalize, self.ctx, body))
         generation, uid = int(meta.get("generation", 1)), str(meta.get("uid", ""))
         with self._guard:
             entry = self._entries.get(key)
             if entry is not None and entry.uid == uid and entry.generation == generation:
-                return
+                return None
             if entry is None or entry.uid != uid:
                 if entry is not None:  # re-created under the same name while we were not watching
                     rc.forget(*key)
                 self._entries[key] = _Entry(uid=uid, sample_at=self.clock() + 1)
         # Our status has not seen this generation yet: a created or changed spec, apply without reading.
         spec_changed = (body.get("status") or {}).get("observedGeneration") != generation
-        self._run(key, body, lambda: rc.reconcile(self.ctx, body, spec_changed=spec_changed))
+        return partial(self._run, key, body, partial(rc.reconcile, self.ctx, body, spec_changed=spec_changed))
 
     def on_child(self, event_type: str, child: Mapping[str, Any]) -> None:
         """One watch event of a RayService, ServiceMonitor or PodMonitor we manage."""
+        work = self.plan_child(event_type, child)
+        if work is not None:
+            work()
+
+    def plan_child(self, event_type: str, child: Mapping[str, Any]) -> Callable[[], None] | None:
+        """What one watch event of a child asks for, decided without I/O: None for the echo of our own write
+        or an event older than what a reconcile already read."""
         namespace, ref = child["metadata"].get("namespace"), owner_of(child)
         if namespace is None or ref is None:
-            return
-        owner_name, owner_uid = ref
-        if event_type != "DELETED" and not rc.is_news(namespace, owner_name, child):
-            return  # the echo of our own write, or an event older than what a reconcile already read
+            return None
+        if event_type != "DELETED" and not rc.is_news(namespace, ref[0], child):
+            return None
+        return partial(self._on_news_of_child, event_type, child, namespace, *ref)
+
+    def _on_news_of_child(
+        self, event_type: str, child: Mapping[str, Any], namespace: str, owner_name: str, owner_uid: str
+    ) -> None:
         owner = rc.newest_copy(namespace, owner_name)
         if owner is None or owner["metadata"].get("uid") != owner_uid:
             try:
