@@ -382,6 +382,13 @@ def _reconcile(
         outcome = Outcome()
         # Another reconcile may have run since the caller's copies were read: start from the newest seen.
         body = _newest.pick(key, body)
+        if only_known:
+            # A child's event that looked like news may have been the echo of an apply still in flight then:
+            # that reconcile has noted the versions it wrote by now. Deletions are always news.
+            known = {kind: obj for kind, obj in known.items() if obj is None or _newest.is_news(key, obj)}
+            if not known:
+                result["result"] = "unchanged"
+                return outcome
         event_rayservice = known.get("RayService")
         if event_rayservice is not None and _newest.is_stale(key, event_rayservice):
             known = {kind: obj for kind, obj in known.items() if kind != "RayService"}  # the newer one, below

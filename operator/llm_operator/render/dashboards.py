@@ -118,7 +118,8 @@ def build_dashboard(owner: Owner, spec: LLMDeploymentSpec) -> dict[str, Any]:
 def render_dashboard_configmap(owner: Owner, spec: LLMDeploymentSpec, target: DashboardTarget) -> dict[str, Any]:
     """The ConfigMap the Grafana sidecar loads; owned when in the owner's namespace, labelled for clean-up."""
     name = configmap_name(owner)
-    data = {f"{name}.json": json.dumps(build_dashboard(owner, spec), indent=1)}
+    # Compact: Python's C JSON encoder is not used with `indent`, and this is rendered for every object.
+    data = {f"{name}.json": json.dumps(build_dashboard(owner, spec), separators=(",", ":"))}
     namespace = target.namespace or owner.namespace
     metadata: dict[str, Any] = {
         "name": name,
