@@ -11,6 +11,7 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
 - status propagation: a RayService status written like KubeRay -> the LLMDeployment's phase is Ready;
 - resync: the operator restarted over all objects (each is new to it: read and compared): writes made
   (goal: zero);
+- paced: a fresh operator given N deployments at a sustained 25/s (no burst backlog): its RSS after;
 - the operator's peak RSS and CPU seconds, the API server's CPU seconds (from /proc).
 
 "Children present" and phase changes are seen through watches (metadata-only for children), so the
@@ -61,6 +62,7 @@ CHILDREN = {
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SPEC: dict[str, Any] = {"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "engine": {"maxModelLen": 8192}}
 THREADS = 8
+PACED_RATE = 25.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -431,6 +433,7 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
     finally:
         operator.stop()
     row |= resync(plane, [burst_ns, steady_ns], log, [burst, steady], n + steady_n)
+    row |= paced(plane, api, n, log)
     return row
 
 
@@ -451,6 +454,27 @@ def resync(
         operator.stop()
         for watcher in watchers:
             watcher.close()
+
+
+def paced(plane: ControlPlane, api: client.ApiClient, n: int, log: Path) -> dict[str, Any]:
+    """A fresh operator given n deployments at a sustained PACED_RATE/s: its RSS once idle. A burst's RSS
+    also holds what its backlog freed (kopf's per-object workers, event bodies); this is what stays."""
+    namespace = make_namespace(api, f"paced-{n}")
+    operator = Operator(plane.kubeconfig, [namespace], log).start()
+    watcher = Watcher(api, namespace)
+    try:
+        names = [f"p{i:05d}" for i in range(n)]
+        create_all(api, namespace, names, rate=PACED_RATE)
+        present = watcher.wait_present(names, timeout=max(300, n))
+        wait_idle(operator.pid)
+        return {
+            "paced_missing": n - len(present),
+            "paced_rss_now_mb": rss_mb(operator.pid),
+            "paced_rss_peak_mb": peak_rss_mb(operator.pid),
+        }
+    finally:
+        operator.stop()
+        watcher.close()
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -477,6 +501,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             ),
         ),
         ("resync writes (op CPU s)", lambda r: f"{r['resync_writes']} ({r['resync_operator_cpu']:.1f})"),
+        (
+            f"op RSS MB, N at {PACED_RATE:.0f}/s: now (peak)",
+            lambda r: f"{r['paced_rss_now_mb']:.0f} ({r['paced_rss_peak_mb']:.0f})",
+        ),
     ]
     header = "| " + " | ".join(name for name, _ in spec) + " |"
     rule = "|" + "|".join("---" for _ in spec) + "|"
