@@ -87,11 +87,6 @@ class Newest:
             copy = seen.copy if seen is not None and seen.version == version else None
             self._seen[owner][obj["kind"]] = _Seen(version, generation, copy)
 
-    def is_stale(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
-        """Whether a newer version of `obj` was seen already."""
-        with self._guard:
-            return self._newer_than_seen(owner, obj) is not None
-
     def is_news(self, owner: tuple[str, str], obj: Mapping[str, Any]) -> bool:
         """Whether `obj` is newer than every version of it seen (or cannot be compared)."""
         with self._guard:

@@ -382,16 +382,13 @@ def _reconcile(
         outcome = Outcome()
         # Another reconcile may have run since the caller's copies were read: start from the newest seen.
         body = _newest.pick(key, body)
-        if only_known:
-            # A child's event that looked like news may have been the echo of an apply still in flight then:
-            # that reconcile has noted the versions it wrote by now. Deletions are always news.
-            known = {kind: obj for kind, obj in known.items() if obj is None or _newest.is_news(key, obj)}
-            if not known:
-                result["result"] = "unchanged"
-                return outcome
-        event_rayservice = known.get("RayService")
-        if event_rayservice is not None and _newest.is_stale(key, event_rayservice):
-            known = {kind: obj for kind, obj in known.items() if kind != "RayService"}  # the newer one, below
+        # Children the caller holds that are no news by now (older than, or the very version, another
+        # reconcile read or wrote: e.g. the echo of an apply that was still in flight) are dropped; the
+        # newer copy is used below. Deletions are always news.
+        known = {kind: obj for kind, obj in known.items() if obj is None or _newest.is_news(key, obj)}
+        if only_known and not known:
+            result["result"] = "unchanged"
+            return outcome
         generation = int(body["metadata"].get("generation", 1))
         previous = dict(body.get("status") or {})
         lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None

@@ -70,7 +70,7 @@ def test_a_late_copy_never_moves_the_recorded_version_back() -> None:
     newest.pick(owner, obj("8", "kept"))
     newest.note(owner, obj("12", "applied"))  # our apply: version 12, no copy of it kept
     late = obj("10", "late")
-    assert newest.is_stale(owner, late)
+    assert not newest.is_news(owner, late)  # older than what was seen
     assert newest.copy(owner, "RayService") is None  # the copy of version 8 is not the newest any more
     assert newest.pick(owner, late) is late  # nothing newer to offer: the caller reads the object itself
     assert not newest.is_news(owner, obj("12", "echo"))  # still at 12: our apply's echo is no news
