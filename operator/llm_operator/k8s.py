@@ -147,13 +147,9 @@ class Api:
         """The decoded JSON answer (None if empty); `ApiError` for an error status."""
         url = self.server + path + (f"?{urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        extra = ({"Content-Type": content_type} if data is not None else {}) | ({"Accept": accept} if accept else {})
         for attempt in (1, 2):
-            headers = dict(self.headers)
-            if data is not None:
-                headers["Content-Type"] = content_type
-            if accept:
-                headers["Accept"] = accept
-            response = self.pool.request(method, url, body=data, headers=headers)
+            response = self.pool.request(method, url, body=data, headers=self.headers | extra)
             if response.status == 401 and attempt == 1:
                 with self._lock:
                     self._open()
@@ -198,14 +194,18 @@ class Kube:
         """Access through `login(kubeconfig)`."""
         return cls(Api(lambda: login(kubeconfig)))
 
-    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        """The object, or None if it (or its CRD) does not exist."""
+    def _unless_absent(self, method: str, path: str, **options: Any) -> Any:
+        """`request`, or None when the API answers 404 (the object, its namespace or its CRD is absent)."""
         try:
-            result: dict[str, Any] = self.api.request("GET", kind.path(namespace, name))
+            return self.api.request(method, path, **options)
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it (or its CRD) does not exist."""
+        result: dict[str, Any] | None = self._unless_absent("GET", kind.path(namespace, name))
         return result
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -232,13 +232,7 @@ class Kube:
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
-        try:
-            self.api.request("DELETE", kind.path(namespace, name))
-        except ApiError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._unless_absent("DELETE", kind.path(namespace, name)) is not None
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the LLMDeployment's status subresource; the object as stored after the patch."""
@@ -303,13 +297,7 @@ class Kube:
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists, fetched as metadata only: its data never reaches the operator."""
-        try:
-            self.api.request("GET", SECRET.path(namespace, name), accept=METADATA_ONLY)
-        except ApiError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._unless_absent("GET", SECRET.path(namespace, name), accept=METADATA_ONLY) is not None
 
     def served(self, kind: Kind) -> bool:
         """Whether the API serves this kind (its CRD is installed); asked once, then kept current by `note_crd`.
@@ -320,13 +308,8 @@ class Kube:
         cached = self._served.get(kind)
         if cached is not None and time.monotonic() - cached[1] < SERVED_TTL:
             return cached[0]
-        try:
-            resources = self.api.request("GET", kind.root).get("resources") or []
-            present = any(resource.get("name") == kind.plural for resource in resources)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            present = False
+        group = self._unless_absent("GET", kind.root) or {}
+        present = any(resource.get("name") == kind.plural for resource in group.get("resources") or [])
         self._served[kind] = (present, time.monotonic())
         return present
 
