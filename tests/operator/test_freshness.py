@@ -51,6 +51,9 @@ def test_copies_are_kept_slim() -> None:
     assert newest.pick(("ns", "m"), full, keep_spec=False) is full  # fresh: the caller's own object back
     kept = newest.copy(("ns", "m"), "RayService")
     assert kept == {"kind": "RayService", "metadata": {"resourceVersion": "5"}, "status": {"ok": True}}
+    kept["status"]["ok"] = False  # each caller gets its own copy: the one kept cannot be changed through it
+    assert newest.copy(("ns", "m"), "RayService") == {**kept, "status": {"ok": True}}
+    assert full["status"] == {"ok": True}
 
 
 def test_is_news_tells_echoes_from_changes() -> None:
