@@ -256,7 +256,8 @@ class ControlPlane:
         )
 
     def apiserver_args(self, port: int) -> list[str]:
-        """kube-apiserver flags: loopback only, RBAC on, service-account tokens signed by our key."""
+        """kube-apiserver flags: loopback only, RBAC on, service-account tokens signed by our key, and the
+        admission plugin that makes ownerReferences need permissions (on in OpenShift, off by default)."""
         assert self.binaries
         pki = self.pki
         return [
@@ -273,6 +274,7 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--authorization-mode=RBAC",
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             f"--cert-dir={self.state_dir / 'certs'}",
         ]

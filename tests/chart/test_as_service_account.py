@@ -127,30 +127,51 @@ def test_operator_as_chart_service_account_full_lifecycle(
         cluster.kubectl("delete", "namespace", apps, "--wait=false", check=False)
 
 
-def test_a_missing_rule_fails_clearly(helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart) -> None:
-    """RBAC is enforced, not bypassed: without `patch` on rayservices the operator gets a 403 and says so."""
+@pytest.mark.parametrize(
+    ("rule", "verb", "can_i_args", "refusal"),
+    [
+        (["rayservices"], "patch", ("rayservices.ray.io",), 'llm-operator" cannot patch resource "rayservices"'),
+        # The control plane runs OwnerReferencesPermissionEnforcement (as OpenShift does): a child whose
+        # ownerReference blocks the owner's deletion needs `update` on the owner's finalizers.
+        (
+            ["llmdeployments/finalizers"],
+            "update",
+            ("llmdeployments.llmops.dev", "--subresource=finalizers"),
+            "cannot set blockOwnerDeletion",
+        ),
+    ],
+)
+def test_a_missing_rule_fails_clearly(
+    helm: Helm,
+    cluster: Cluster,
+    namespace: str,
+    run_as_chart: RunAsChart,
+    rule: list[str],
+    verb: str,
+    can_i_args: tuple[str, ...],
+    refusal: str,
+) -> None:
+    """RBAC is enforced, not bypassed: without one of the chart's rules the operator gets a 403 and says so."""
     release = release_name(namespace, "n")
     account = f"{release}-llm-operator"
     helm.install(release, namespace)
     role = json.loads(cluster.kubectl("get", "clusterrole", account, "-o", "json"))
-    for rule in role["rules"]:
-        if rule["resources"] == ["rayservices"]:
-            rule["verbs"].remove("patch")
+    for granted in role["rules"]:
+        if granted["resources"] == rule:
+            granted["verbs"].remove(verb)
+    role["rules"] = [granted for granted in role["rules"] if granted["verbs"]]  # a rule needs a verb
     cluster.kubectl("replace", "-f", "-", input=json.dumps(role))
-    wait_for(lambda: not can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-A"), what="rule gone")
+    wait_for(lambda: not can_i(cluster, namespace, account, verb, *can_i_args, "-A"), what="rule gone")
 
     operator = run_as_chart(cluster, namespace, account)
     cluster.apply(llmd("m", namespace))
     line = wait_logged(
         operator,
-        lambda: next(
-            (ln for ln in operator.output().splitlines() if 'cannot patch resource "rayservices"' in ln), None
-        ),
+        lambda: next((ln for ln in operator.output().splitlines() if refusal in ln), None),
         timeout=30,
-        what="a 403 naming the resource in the operator log",
+        what="a 403 naming what was refused in the operator log",
     )
-    assert f"system:serviceaccount:{namespace}:{account}" in line
-    assert "HTTP 403 Forbidden: " in line
+    assert 'HTTP 403 Forbidden: rayservices.ray.io "m" is forbidden: ' in line, line  # which object, and why
     time.sleep(1)
     assert cluster.get(*RS, namespace, "m") is None
 
