@@ -8,16 +8,15 @@ progress, no finalizer); `worklist` decides what an event means and retries fail
   reconcile its owner, so KubeRay's status reaches the LLMDeployment at once and a deleted or hand-edited
   child is restored;
 - the prometheus-operator CRDs installed or removed (not their first sighting) -> reconcile every deployment.
-The handlers are coroutines: what an event asks for is decided in kopf's event loop, and only actual work
-(a reconcile, a read) goes to kopf's thread pool. Re-checks (a token Secret, which the operator may not
-watch) and Prometheus samples run on the worklist's own thread.
+The handlers are coroutines that never wait: what an event asks for is decided in kopf's event loop, and
+only actual work (a reconcile, a read) is queued to the worklist's threads, so kopf drops each event at
+once. Re-checks (a token Secret, which the operator may not watch) and Prometheus samples run on the
+worklist's own thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -77,9 +76,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # 404, on which kopf stops: see `cli.cmd_run`). Events are not lost: the watch resumes where it was.
     settings.watching.reconnect_backoff = 1.0
     settings.persistence.diffbase_storage = NoDiffBase()
-    # Reconciles run in this many threads; per object they are serialized (kopf, and reconcile's lock).
-    settings.execution.max_workers = 8
-    memo["executor"] = settings.execution.executor
+    # A per-object worker that has no event for this long ends (kopf: 5 s). Our handlers return at once, so
+    # a worker is idle as soon as its event is decided; a live one holds a task, a queue and their buffers.
+    settings.queueing.idle_timeout = 0.5
 
 
 @kopf.on.cleanup()
@@ -87,16 +86,9 @@ def stop(memo: Any, **_: Any) -> None:
     memo["work"].stop()
 
 
-async def _run(memo: Any, work: Callable[[], None] | None) -> None:
-    """Run planned work in kopf's thread pool. Events that need none (the echoes of our own writes, most of
-    them) are decided in the event loop: no thread hop, and their bodies are freed at once."""
-    if work is not None:
-        await asyncio.get_running_loop().run_in_executor(memo["executor"], work)
-
-
 @kopf.on.event(*LLMD)
 async def on_llmdeployment(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    await _run(memo, memo["work"].plan_deployment(type, body))
+    memo["work"].deployment_event(type, body)
 
 
 @kopf.on.event(
@@ -110,14 +102,14 @@ def on_monitoring_crd(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
 
 @kopf.on.event(c.RAY_GROUP, c.RAY_VERSION, c.RAYSERVICE_PLURAL, labels=MANAGED)
 async def on_rayservice(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    await _run(memo, memo["work"].plan_child(type, body))
+    memo["work"].child_event(type, body)
 
 
 @kopf.on.event(c.MONITORING_GROUP, c.MONITORING_VERSION, c.SERVICEMONITOR_PLURAL, labels=MANAGED)
 async def on_servicemonitor(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    await _run(memo, memo["work"].plan_child(type, body))
+    memo["work"].child_event(type, body)
 
 
 @kopf.on.event(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL, labels=MANAGED)
 async def on_podmonitor(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    await _run(memo, memo["work"].plan_child(type, body))
+    memo["work"].child_event(type, body)

@@ -14,7 +14,8 @@ memory, per LLMDeployment:
 - a Prometheus sample every `metrics_seconds` (with `LLMOP_PROMETHEUS_URL`).
 
 Losing this memory (a restart) is safe: every object is then new to the process and reconciled once.
-One background thread runs what falls due.
+Event work runs in `RECONCILE_THREADS` threads, in order per LLMDeployment (`keyed.KeyedQueue`); one
+background thread runs what falls due.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from llm_operator import constants as c
 from llm_operator import heap
 from llm_operator import reconcile as rc
 from llm_operator.k8s import is_api_error
+from llm_operator.keyed import KeyedQueue
 from llm_operator.metrics import observe_phase
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,9 @@ logger = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
 TICK = 0.5
 TRIM_SECONDS = 30.0
+RECONCILE_THREADS = 8  # reconciles wait on the API server, not on our CPU; per object they run in order
 Key = tuple[str, str]
+Work = Callable[[], None]
 
 
 @dataclass
@@ -49,6 +53,12 @@ class _Entry:
     retry_at: float | None = None
     recheck_at: float | None = None
     sample_at: float | None = None
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A watch event's body without `managedFields` (often its largest part), for work that waits."""
+    meta = {key: value for key, value in body["metadata"].items() if key != "managedFields"}
+    return {**body, "metadata": meta}
 
 
 def owner_of(child: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -69,24 +79,41 @@ class Worklist:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._queue = KeyedQueue(RECONCILE_THREADS, "llm-operator-reconcile")
 
     # Watch events -----------------------------------------------------------------------------------
 
-    def on_deployment(self, event_type: str, body: Mapping[str, Any]) -> None:
-        """One watch event of an LLMDeployment."""
-        work = self.plan_deployment(event_type, body)
-        if work is not None:
-            work()
+    def deployment_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """One watch event of an LLMDeployment: decided here without I/O (most events are the echoes of our
+        own writes and need nothing); work is queued, not waited for."""
+        if (planned := self.plan_deployment(event_type, body)) is not None:
+            self._queue.submit(*planned)
 
-    def plan_deployment(self, event_type: str, body: Mapping[str, Any]) -> Callable[[], None] | None:
-        """What one watch event of an LLMDeployment asks for, decided without I/O: None when nothing (e.g. the
-        echo of our own status write), so the caller can skip the thread hop."""
+    def child_event(self, event_type: str, child: Mapping[str, Any]) -> None:
+        """One watch event of a RayService, ServiceMonitor or PodMonitor we manage; as `deployment_event`."""
+        if (planned := self.plan_child(event_type, child)) is not None:
+            self._queue.submit(*planned)
+
+    def on_deployment(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """One watch event of an LLMDeployment, its work run here."""
+        if (planned := self.plan_deployment(event_type, body)) is not None:
+            planned[1]()
+
+    def on_child(self, event_type: str, child: Mapping[str, Any]) -> None:
+        """One watch event of a child, its work run here."""
+        if (planned := self.plan_child(event_type, child)) is not None:
+            planned[1]()
+
+    def plan_deployment(self, event_type: str, body: Mapping[str, Any]) -> tuple[Key, Work] | None:
+        """What one watch event of an LLMDeployment asks for, and for which key: None when nothing (e.g. the
+        echo of our own status write)."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
-            return partial(self.forget, key)
+            return key, partial(self.forget, key)
+        body = slim(body)
         if meta.get("deletionTimestamp"):
-            return partial(self._run, key, body, partial(rc.finalize, self.ctx, body))
+            return key, partial(self._run, key, body, partial(rc.finalize, self.ctx, body))
         generation, uid = int(meta.get("generation", 1)), str(meta.get("uid", ""))
         with self._guard:
             entry = self._entries.get(key)
@@ -98,23 +125,17 @@ class Worklist:
                 self._entries[key] = _Entry(uid=uid, sample_at=self.clock() + 1)
         # Our status has not seen this generation yet: a created or changed spec, apply without reading.
         spec_changed = (body.get("status") or {}).get("observedGeneration") != generation
-        return partial(self._run, key, body, partial(rc.reconcile, self.ctx, body, spec_changed=spec_changed))
+        return key, partial(self._run, key, body, partial(rc.reconcile, self.ctx, body, spec_changed=spec_changed))
 
-    def on_child(self, event_type: str, child: Mapping[str, Any]) -> None:
-        """One watch event of a RayService, ServiceMonitor or PodMonitor we manage."""
-        work = self.plan_child(event_type, child)
-        if work is not None:
-            work()
-
-    def plan_child(self, event_type: str, child: Mapping[str, Any]) -> Callable[[], None] | None:
-        """What one watch event of a child asks for, decided without I/O: None for the echo of our own write
+    def plan_child(self, event_type: str, child: Mapping[str, Any]) -> tuple[Key, Work] | None:
+        """What one watch event of a child asks for, keyed by its owner: None for the echo of our own write
         or an event older than what a reconcile already read."""
         namespace, ref = child["metadata"].get("namespace"), owner_of(child)
         if namespace is None or ref is None:
             return None
         if event_type != "DELETED" and not rc.is_news(namespace, ref[0], child):
             return None
-        return partial(self._on_news_of_child, event_type, child, namespace, *ref)
+        return (namespace, ref[0]), partial(self._on_news_of_child, event_type, slim(child), namespace, *ref)
 
     def _on_news_of_child(
         self, event_type: str, child: Mapping[str, Any], namespace: str, owner_name: str, owner_uid: str
@@ -255,6 +276,7 @@ class Worklist:
         self._thread.start()
 
     def stop(self) -> None:
+        self._queue.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
