@@ -117,7 +117,7 @@ class Worklist:
         generation, uid = int(meta.get("generation", 1)), str(meta.get("uid", ""))
         with self._guard:
             entry = self._entries.get(key)
-            if entry is not None and entry.uid == uid and entry.generation == generation:
+            if self._is_done(key, uid, generation):
                 return None
             if entry is None or entry.uid != uid:
                 if entry is not None:  # re-created under the same name while we were not watching
@@ -125,7 +125,20 @@ class Worklist:
                 self._entries[key] = _Entry(uid=uid, sample_at=self.clock() + 1)
         # Our status has not seen this generation yet: a created or changed spec, apply without reading.
         spec_changed = (body.get("status") or {}).get("observedGeneration") != generation
-        return key, partial(self._run, key, body, partial(rc.reconcile, self.ctx, body, spec_changed=spec_changed))
+        return key, partial(self._reconcile_news, key, body, uid, generation, spec_changed)
+
+    def _is_done(self, key: Key, uid: str, generation: int) -> bool:
+        """Whether this generation of the object was reconciled without error (call with the guard held)."""
+        entry = self._entries.get(key)
+        return entry is not None and entry.uid == uid and entry.generation == generation
+
+    def _reconcile_news(self, key: Key, body: Mapping[str, Any], uid: str, generation: int, spec_changed: bool) -> None:
+        """Reconcile what an event brought, unless work queued before it (for the same key, so finished by
+        now) already did: e.g. the echo of our status write that arrived before that reconcile returned."""
+        with self._guard:
+            if self._is_done(key, uid, generation):
+                return
+        self._run(key, body, partial(rc.reconcile, self.ctx, body, spec_changed=spec_changed))
 
     def plan_child(self, event_type: str, child: Mapping[str, Any]) -> tuple[Key, Work] | None:
         """What one watch event of a child asks for, keyed by its owner: None for the echo of our own write

@@ -94,6 +94,23 @@ def test_events_reconcile_only_news(cluster: Cluster, namespace: str) -> None:
         work.forget((namespace, "w"))
 
 
+def test_work_queued_behind_a_reconcile_of_the_same_generation_does_nothing(cluster: Cluster, namespace: str) -> None:
+    """E.g. the echo of our status write, planned while the reconcile that wrote it was still running: the
+    queue runs it after that reconcile, which brought this generation in line already."""
+    work, _ = worklist(cluster)
+    created = apply_llmd(cluster, namespace, "q")
+    try:
+        first, second = work.plan_deployment("ADDED", created), work.plan_deployment("ADDED", created)
+        assert first is not None and second is not None and first[0] == second[0] == (namespace, "q")
+        first[1]()
+        assert (cluster.get(*LD, namespace, "q") or {})["status"]["observedGeneration"] == 1
+        before = reconciles()
+        second[1]()
+        assert reconciles() == before
+    finally:
+        work.forget((namespace, "q"))
+
+
 def refuse_rayservices(namespace: str) -> list[dict[str, Any]]:
     """A ValidatingAdmissionPolicy and its binding: the API server refuses every RayService write here."""
     name = f"refuse-{namespace}"[:63]
