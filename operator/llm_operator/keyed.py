@@ -1,9 +1,9 @@
 """Work for many objects in a thread pool, in arrival order per object, without the caller waiting.
 
 kopf runs one worker per object and waits for its handler. Had the handler waited for its reconcile, every
-event of a burst would sit in kopf's per-object queues, whole bodies and all, until a thread was free
-(bench/RESULTS.md: 30 MB of a 1000-object burst's RSS). Here the handler hands its work over and returns:
-kopf drops the event at once, and only the work, which holds a slimmed body, waits.
+event of a burst would sit in kopf's per-object queues, whole bodies and all, until a thread was free.
+Here the handler hands its work over and returns: kopf drops the event at once, and only the work, which
+holds a slimmed body, waits (bench/RESULTS.md: the RSS after a 1000-object burst went from 151 to 80 MB).
 """
 
 from __future__ import annotations
