@@ -14,8 +14,8 @@ memory, per LLMDeployment:
 - a Prometheus sample every `metrics_seconds` (with `LLMOP_PROMETHEUS_URL`).
 
 Losing this memory (a restart) is safe: every object is then new to the process and reconciled once.
-Event work runs in `RECONCILE_THREADS` threads, in order per LLMDeployment (`keyed.KeyedQueue`); one
-background thread runs what falls due.
+All reconciles run in `RECONCILE_THREADS` threads, in order per LLMDeployment (`keyed.KeyedQueue`); one
+background thread queues what falls due and takes the samples.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class Worklist:
         )
 
     def reconcile_all(self, namespaces: tuple[str, ...]) -> None:
-        """Reconcile every LLMDeployment (e.g. a CRD they depend on came or went)."""
+        """Queue a reconcile of every LLMDeployment (e.g. a CRD they depend on came or went)."""
         try:
             owners = self.ctx.kube.list_deployments(namespaces)
         except Exception as error:
@@ -185,8 +185,8 @@ class Worklist:
             return
         for owner in owners:
             if not owner["metadata"].get("deletionTimestamp"):
-                key = (owner["metadata"]["namespace"], owner["metadata"]["name"])
-                self._run(key, owner, partial(rc.reconcile, self.ctx, owner))
+                key, body = (owner["metadata"]["namespace"], owner["metadata"]["name"]), slim(owner)
+                self._queue.submit(key, partial(self._run, key, body, partial(rc.reconcile, self.ctx, body)))
 
     def forget(self, key: Key) -> None:
         with self._guard:
@@ -249,24 +249,29 @@ class Worklist:
                     sample.append(key)
         return again, sample
 
+    def _again(self, key: Key) -> None:
+        """A retry or re-check: read the object, then reconcile (or finalize) it in full."""
+        try:
+            body = self.ctx.kube.get_deployment(*key)
+        except Exception as error:
+            logger.warning("%s/%s: could not read it for a retry: %s", *key, error)
+            with self._guard:
+                if key in self._entries:
+                    self._entries[key].retry_at = self.clock() + MAX_BACKOFF
+            return
+        if body is None:
+            self.forget(key)
+        elif body["metadata"].get("deletionTimestamp"):
+            self._run(key, body, partial(rc.finalize, self.ctx, body))
+        else:
+            self._run(key, body, partial(rc.reconcile, self.ctx, body))
+
     def run_due(self) -> None:
-        """Run everything that is due (called by the background thread every TICK seconds)."""
+        """Queue the retries and re-checks that are due, in order with each object's event work, and take
+        the samples (called by the background thread every TICK seconds)."""
         again, sample = self._due()
         for key in again:
-            try:
-                body = self.ctx.kube.get_deployment(*key)
-            except Exception as error:
-                logger.warning("%s/%s: could not read it for a retry: %s", *key, error)
-                with self._guard:
-                    if key in self._entries:
-                        self._entries[key].retry_at = self.clock() + MAX_BACKOFF
-                continue
-            if body is None:
-                self.forget(key)
-            elif body["metadata"].get("deletionTimestamp"):
-                self._run(key, body, partial(rc.finalize, self.ctx, body))
-            else:
-                self._run(key, body, partial(rc.reconcile, self.ctx, body))
+            self._queue.submit(key, partial(self._again, key))
         for key in sample:
             try:
                 rc.sample_metrics(self.ctx, *key)

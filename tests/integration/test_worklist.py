@@ -167,10 +167,12 @@ def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: s
         cluster.kubectl("delete", "validatingadmissionpolicybinding", policy[1]["metadata"]["name"])
         wait_for(lambda: not refused(cluster, namespace), what="the admission policy lifted")
         clock.now += 1.5
-        work.run_due()
-        assert cluster.get(*RS, namespace, "r") is not None
-        stored = cluster.get(*LD, namespace, "r")
-        assert stored is not None and stored["status"]["observedGeneration"] == 1
+        work.run_due()  # queues the retry
+        wait_for(lambda: cluster.get(*RS, namespace, "r"), what="the RayService, applied by the retry")
+        wait_for(
+            lambda: (cluster.get(*LD, namespace, "r") or {}).get("status", {}).get("observedGeneration") == 1,
+            what="status of generation 1",
+        )
     finally:
         work.forget((namespace, "r"))
         for kind, obj in (("validatingadmissionpolicybinding", policy[1]), ("validatingadmissionpolicy", policy[0])):
