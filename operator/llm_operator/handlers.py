@@ -10,7 +10,7 @@ progress, no finalizer); `worklist` decides what an event means and retries fail
 - the prometheus-operator CRDs installed or removed (not their first sighting) -> reconcile every deployment.
 The handlers are coroutines that never wait: what an event asks for is decided in kopf's event loop, and
 only actual work (a reconcile, a read) is queued to the worklist's threads, so kopf drops each event at
-once. Re-checks (a token Secret, which the operator may not watch) and Prometheus samples run on the
+once. Re-checks (a token Secret, which the operator may not watch) and Prometheus samples are timed by the
 worklist's own thread.
 """
 

@@ -27,9 +27,12 @@ class KeyedQueue:
         self._stopped = False
 
     def submit(self, key: Hashable, work: Callable[[], None]) -> None:
+        """Queue `work` behind the key's earlier work; dropped once stopped."""
         with self._guard:
+            if self._stopped:
+                return
             waiting = self._waiting.get(key)
-            if waiting is not None:  # a thread is on this key already: it runs this next
+            if waiting is not None:  # the key's earlier work is queued or running: this runs after it
                 waiting.append(work)
                 return
             self._waiting[key] = deque()

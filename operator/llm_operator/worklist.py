@@ -116,9 +116,9 @@ class Worklist:
             return key, partial(self._run, key, body, partial(rc.finalize, self.ctx, body))
         generation, uid = int(meta.get("generation", 1)), str(meta.get("uid", ""))
         with self._guard:
-            entry = self._entries.get(key)
             if self._is_done(key, uid, generation):
                 return None
+            entry = self._entries.get(key)
             if entry is None or entry.uid != uid:
                 if entry is not None:  # re-created under the same name while we were not watching
                     rc.forget(*key)

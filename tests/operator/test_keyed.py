@@ -83,6 +83,7 @@ def test_work_not_started_is_dropped_on_stop() -> None:
     queue.submit("k", lambda: (release.wait(5), done.append("first")))
     queue.submit("k", lambda: done.append("second"))
     queue.stop()
+    queue.submit("k", lambda: done.append("after stop"))
     release.set()
     wait_idle(queue)
     assert done == ["first"]
