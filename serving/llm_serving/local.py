@@ -113,19 +113,32 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: f
     raise RuntimeError(f"{url}: not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (this runner then shuts Ray down), then SIGKILL of what is left of its process group.
+def _in_session(session: int) -> list[int]:
+    """Every live process of a session (Linux: /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == session:
+                    members.append(int(entry))
+    return members
 
-    `process` must lead its own process group (`start_new_session=True`). Ray's dashboard and
-    runtime-env agents outlive `ray.shutdown()` and keep the metrics port bound, so the group is
-    killed even after a clean exit; otherwise the next server on that port fails to start.
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (this runner then shuts Ray down), then SIGKILL of what is left of its session.
+
+    `process` must lead its own session (`start_new_session=True`). Ray's dashboard and runtime-env
+    agents outlive `ray.shutdown()` and keep the metrics port bound, and Serve's HAProxy runs in a process
+    group of its own, so everything left in the session is killed even after a clean exit; otherwise the
+    next server on that port fails to start, and HAProxy lives on.
     """
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=90)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    for pid in _in_session(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.wait(timeout=30)
 
 

@@ -1,0 +1,35 @@
+"""The local runner's process handling (no Ray needed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from llm_serving.local import stop_server
+
+
+def test_stop_server_leaves_nothing_of_the_session_behind(tmp_path: Path) -> None:
+    """Like Serve's HAProxy: a child that moved to a process group of its own is stopped with the server."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setpgid(0, 0); time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    time.sleep(0.3)  # let it move to its own process group
+    assert os.getpgid(child) != server.pid
+    stop_server(server)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the child outlived stop_server"
+        time.sleep(0.05)
