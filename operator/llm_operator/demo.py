@@ -30,6 +30,7 @@ from llm_operator.devcluster import (
     stop_recorded,
 )
 from llm_serving.local import command as local_command
+from llm_serving.local import kill_session
 
 STATE = REPO_ROOT / ".demo"
 EXAMPLES = REPO_ROOT / "examples"
@@ -85,6 +86,7 @@ class Demo:
                     time.sleep(0.2)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
+                kill_session(pid)  # e.g. Serve's HAProxy, in a process group of its own
             self.processes_file.unlink()
             stopped = True
         return stopped

@@ -113,15 +113,24 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: f
     raise RuntimeError(f"{url}: not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def _in_session(session: int) -> list[int]:
-    """Every live process of a session (Linux: /proc)."""
+def session_members(session: int) -> list[int]:
+    """Every live (not zombie) process of a session (Linux /proc). Killing a session leader's process
+    group can miss some: Serve's HAProxy moves to a process group of its own."""
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                if os.getsid(int(entry)) == session:
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z" and os.getsid(int(entry)) == session:
                     members.append(int(entry))
     return members
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process left in a session."""
+    for pid in session_members(session):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
@@ -136,9 +145,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=90)
-    for pid in _in_session(process.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    kill_session(process.pid)
     process.wait(timeout=30)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from llm_operator.devcluster import group_alive
+from llm_serving.local import session_members
 
 pytestmark = [pytest.mark.cluster, pytest.mark.serving]
 
@@ -47,3 +48,5 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
         )
     assert "demo stopped" in down.stdout
     assert not any(group_alive(pid) for pid in [*processes.values(), *cluster.values()])
+    left = {pid: session_members(pid) for pid in processes.values()}  # e.g. Serve's HAProxy, in its own group
+    assert not any(left.values()), f"left running: {left}"
