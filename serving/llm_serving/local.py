@@ -126,11 +126,14 @@ def session_members(session: int) -> list[int]:
     return members
 
 
-def kill_session(session: int) -> None:
-    """SIGKILL every process left in a session."""
-    for pid in session_members(session):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def kill_session(session: int, timeout: float = 10) -> None:
+    """SIGKILL every process left in a session, until none is (a killed process takes a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while (members := session_members(session)) and time.monotonic() < deadline:
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
