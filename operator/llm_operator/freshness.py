@@ -35,11 +35,18 @@ def _version(obj: Mapping[str, Any]) -> str:
     return str(obj["metadata"].get("resourceVersion", ""))
 
 
-def _packed(obj: Mapping[str, Any], keep_spec: bool) -> str:
-    """A copy without `managedFields` (and without `spec` unless `keep_spec`), as compact JSON."""
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A shallow copy without `managedFields` (often an object's largest part)."""
     meta = {key: value for key, value in obj["metadata"].items() if key != "managedFields"}
-    slim = {key: value for key, value in obj.items() if keep_spec or key != "spec"} | {"metadata": meta}
-    return json.dumps(slim, separators=(",", ":"))
+    return {**obj, "metadata": meta}
+
+
+def _packed(obj: Mapping[str, Any], keep_spec: bool) -> str:
+    """`slim(obj)` (without `spec` unless `keep_spec`) as compact JSON."""
+    copy = slim(obj)
+    if not keep_spec:
+        copy.pop("spec", None)
+    return json.dumps(copy, separators=(",", ":"))
 
 
 def _unpacked(copy: str | None) -> dict[str, Any] | None:

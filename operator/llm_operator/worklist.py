@@ -31,6 +31,7 @@ from typing import Any
 from llm_operator import constants as c
 from llm_operator import heap
 from llm_operator import reconcile as rc
+from llm_operator.freshness import slim
 from llm_operator.k8s import is_api_error
 from llm_operator.keyed import KeyedQueue
 from llm_operator.metrics import observe_phase
@@ -53,12 +54,6 @@ class _Entry:
     retry_at: float | None = None
     recheck_at: float | None = None
     sample_at: float | None = None
-
-
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A watch event's body without `managedFields` (often its largest part), for work that waits."""
-    meta = {key: value for key, value in body["metadata"].items() if key != "managedFields"}
-    return {**body, "metadata": meta}
 
 
 def owner_of(child: Mapping[str, Any]) -> tuple[str, str] | None:
