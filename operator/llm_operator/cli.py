@@ -21,6 +21,9 @@ from llm_operator.render.common import Owner
 from llm_operator.settings import SettingsError, from_env
 from llm_operator.yamlio import dump_all
 
+# Loggers that speak per watch event or per probe; at WARNING unless `run --verbose`.
+QUIET_LOGGERS = ("kopf.objects", "aiohttp.access")
+
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
@@ -111,6 +114,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf logs "Handler '...' succeeded." for every watch event, and aiohttp every liveness probe:
+        # 15 lines per object in a burst, none saying what was done. Reconciles log their writes instead.
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
 

@@ -332,7 +332,7 @@ def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any],
         return
     meta = body["metadata"]
     _newest.pick((meta["namespace"], meta["name"]), ctx.kube.patch_status(meta["namespace"], meta["name"], patch))
-    outcome.writes.append("status")
+    outcome.writes.append(f"status {status['phase']}")
     if previous.get("phase") != status["phase"]:
         kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
         ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")

@@ -210,6 +210,8 @@ class Worklist:
                 entry.generation = max(entry.generation or 0, generation)
                 entry.failures, entry.retry_at = 0, None
             entry.recheck_at = self.clock() + self.ctx.settings.recheck_seconds if waiting else None
+        if outcome.writes:
+            logger.info("%s/%s: %s", *key, ", ".join(outcome.writes))
         for event in outcome.events:
             try:
                 self.ctx.kube.post_event(body, event.type, event.reason, event.message)
