@@ -101,15 +101,7 @@ def on_monitoring_crd(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(c.RAY_GROUP, c.RAY_VERSION, c.RAYSERVICE_PLURAL, labels=MANAGED)
-async def on_rayservice(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    memo["work"].child_event(type, body)
-
-
 @kopf.on.event(c.MONITORING_GROUP, c.MONITORING_VERSION, c.SERVICEMONITOR_PLURAL, labels=MANAGED)
-async def on_servicemonitor(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    memo["work"].child_event(type, body)
-
-
 @kopf.on.event(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL, labels=MANAGED)
-async def on_podmonitor(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def on_child(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo["work"].child_event(type, body)
