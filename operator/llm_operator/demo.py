@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from llm_operator.devcluster import (
     free_port,
     group_alive,
     kuberay_ready_status,
+    stop_groups,
     stop_recorded,
 )
 from llm_serving.local import command as local_command
@@ -76,17 +76,9 @@ class Demo:
         """Stop every process the demo started; True if anything was running."""
         stopped = stop_recorded(self.state / "cluster")
         if self.processes_file.exists():
-            pids = json.loads(self.processes_file.read_text())
-            for pid in pids.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            for pid in pids.values():
-                while group_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                kill_session(pid)  # e.g. Serve's HAProxy, in a process group of its own
+            # Each process leads its own session; Ray moves some of its own (e.g. Serve's HAProxy) out of
+            # the group, so what is left of each session goes too.
+            stop_groups(list(json.loads(self.processes_file.read_text()).values()), 30, then=kill_session)
             self.processes_file.unlink()
             stopped = True
         return stopped

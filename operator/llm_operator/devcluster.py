@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,18 +485,24 @@ def stop_recorded(state_dir: Path, grace: float = 10) -> bool:
     pids_file = state_dir / "pids.json"
     if not pids_file.exists():
         return False
-    pids = list(json.loads(pids_file.read_text()).values())
-    for pid in reversed(pids):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for pid in pids:
-        while time.monotonic() < deadline and group_alive(pid):
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    stop_groups(list(reversed(json.loads(pids_file.read_text()).values())), grace)
     pids_file.unlink()
     return True
+
+
+def stop_groups(pgids: Sequence[int], grace: float, then: Callable[[int], object] = lambda pgid: None) -> None:
+    """SIGTERM each process group, wait up to `grace` seconds in all for them to end, SIGKILL what is left;
+    then call `then` with each group's id (e.g. to clear what moved out of the group)."""
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pgid in pgids:
+        while time.monotonic() < deadline and group_alive(pgid):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        then(pgid)
 
 
 def group_alive(pgid: int) -> bool:
