@@ -1,8 +1,9 @@
 """Serving overhead: our Ray Serve app vs the bare vLLM OpenAI server, same tiny model and engine settings.
 
-One stack runs at a time, alternating (A B A B ...). Each round starts the stack, warms it up, then
-streams chat completions of exactly 32 output tokens at concurrency 1, 8 and 32. Results are pooled
-per stack and printed as a table with ratios to bare vLLM.
+One stack runs at a time, alternating (A B A B ...). Each round starts the stack (for ours: until
+HAProxy routes to the replica), warms it up, then streams chat completions of exactly 32 output tokens
+at concurrency 1, 8 and 32. Results are pooled per stack and printed as a table with ratios to bare
+vLLM.
 
     .venv/bin/python bench/serving_overhead.py [--rounds 2] [--stacks ours,bare] [--levels 1,8,32] [--json out.json]
 
@@ -34,6 +35,7 @@ SERVED_NAME = "tiny"
 MAX_MODEL_LEN = 2048
 OUTPUT_TOKENS = 32
 LEVELS = {1: 40, 8: 96, 32: 192}  # concurrency -> requests per round
+HAPROXY_DIR = "/tmp/haproxy-serve"  # where Ray Serve writes each HAProxy's config and admin socket
 ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -93,10 +95,35 @@ def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subp
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(process, url, timeout=300, log=Path(log.name))
+        if stack.name == "ours":
+            wait_until_routed_to_replica(port, timeout=180)
     except RuntimeError:
         stop_server(process)
         raise
     return process, url
+
+
+def routes_to_replica(port: int) -> bool:
+    """Whether the Serve HAProxy listening on `port` has a replica in its backend. Until it does, it
+    forwards to its fallback, Serve's Python proxy; that lasted about 40 s after `/v1/models` first
+    answered (bench/RESULTS.md). Read through HAProxy's admin socket, next to the config Serve writes."""
+    for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
+        if f"bind 127.0.0.1:{port}\n" not in config.read_text():
+            continue
+        with socket.socket(socket.AF_UNIX) as admin:
+            admin.connect(str(config.parent / "admin.sock"))
+            admin.sendall(b"show servers state\n")
+            state = b"".join(iter(lambda: admin.recv(65536), b""))
+        return b"SERVE_REPLICA" in state
+    return False
+
+
+def wait_until_routed_to_replica(port: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not routes_to_replica(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"HAProxy on :{port} still routes only to its fallback after {timeout:.0f} s")
+        time.sleep(1)
 
 
 async def measure(url: str, concurrency: int, requests: int) -> tuple[list[client.Result], float]:
