@@ -166,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port (0: off)")
     run.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
     run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then ~/.kube/config)")
-    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging, with kopf's line per watch event")
     run.set_defaults(func=cmd_run)
     for name, func, text in (
         ("render", cmd_render, "print the children of LLMDeployments as YAML"),
