@@ -110,10 +110,13 @@ def routes_to_replica(port: int) -> bool:
     for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
         if f"bind 127.0.0.1:{port}\n" not in config.read_text():
             continue
-        with socket.socket(socket.AF_UNIX) as admin:
-            admin.connect(str(config.parent / "admin.sock"))
-            admin.sendall(b"show servers state\n")
-            state = b"".join(iter(lambda: admin.recv(65536), b""))
+        try:
+            with socket.socket(socket.AF_UNIX) as admin:
+                admin.connect(str(config.parent / "admin.sock"))
+                admin.sendall(b"show servers state\n")
+                state = b"".join(iter(lambda: admin.recv(65536), b""))
+        except OSError:  # HAProxy is being (re)started by Serve: ask again
+            return False
         return b"SERVE_REPLICA" in state
     return False
 
