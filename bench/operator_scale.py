@@ -7,6 +7,7 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
   client library (`llm_operator.k8s`) its RayService + ServiceMonitor + PodMonitor as rendered by our
   builders (server-side apply, like the operator) and one status write; and again with the operator's
   two further writes (the dashboard ConfigMap, the phase Event), to tell its own overhead from them;
+  watched like the operator runs;
 - burst: 8 threads create N LLMDeployments; apply -> all three children present (p50, p99, total);
 - steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99);
 - status propagation: a RayService status written like KubeRay -> the LLMDeployment's phase is Ready;
@@ -387,14 +388,22 @@ def make_namespace(api: client.ApiClient, name: str) -> str:
 
 
 def baselines(plane: ControlPlane, api: client.ApiClient, n: int) -> dict[str, float]:
-    """Both baselines for n deployments, each in a namespace of its own."""
+    """Both baselines for n deployments, each in a namespace of its own, watched like the operator's runs
+    (the API server encodes each event for the watches there too)."""
     apiserver = plane.processes["kube-apiserver"].pid
     kube = Kube.connect(str(plane.kubeconfig))
-    cpu0 = cpu_seconds(apiserver)
-    seconds = baseline(api, kube, make_namespace(api, f"base-{n}"), n)
-    cpu = cpu_seconds(apiserver) - cpu0
-    every = baseline(api, kube, make_namespace(api, f"base-every-{n}"), n, every_write=True)
-    return {"baseline_s": seconds, "baseline_apiserver_cpu": cpu, "baseline_every_s": every}
+    plain, every = make_namespace(api, f"base-{n}"), make_namespace(api, f"base-every-{n}")
+    watchers = [Watcher(api, plain), Watcher(api, every)]
+    try:
+        time.sleep(1)  # the watches are open before the first create
+        cpu0 = cpu_seconds(apiserver)
+        seconds = baseline(api, kube, plain, n)
+        cpu = cpu_seconds(apiserver) - cpu0
+        every_seconds = baseline(api, kube, every, n, every_write=True)
+    finally:
+        for watcher in watchers:
+            watcher.close()
+    return {"baseline_s": seconds, "baseline_apiserver_cpu": cpu, "baseline_every_s": every_seconds}
 
 
 def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, profile: Path | None) -> dict[str, Any]:
