@@ -105,8 +105,8 @@ def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subp
 
 def routes_to_replica(port: int) -> bool:
     """Whether the Serve HAProxy listening on `port` has a replica in its backend. Until it does, it
-    forwards to its fallback, Serve's Python proxy; that lasted about 40 s after `/v1/models` first
-    answered (bench/RESULTS.md). Read through HAProxy's admin socket, next to the config Serve writes."""
+    forwards to its fallback, Serve's Python proxy (for a few seconds after `/v1/models` first answered,
+    bench/RESULTS.md). Read through HAProxy's admin socket, next to the config Serve writes."""
     for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
         if f"bind 127.0.0.1:{port}\n" not in config.read_text():
             continue
