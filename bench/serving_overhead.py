@@ -9,6 +9,9 @@ vLLM.
 
 Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress), `ours-proxy` (llm_serving.local through
 Serve's Python proxy), `bare` (python -m vllm.entrypoints.openai.api_server).
+
+The kernel's autogroups are off for the run when the benchmark may turn them off (`scheduling.py`;
+`--keep-autogroup` leaves them).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from llm_serving import client
 from llm_serving.local import command as local_command
 from llm_serving.local import stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
+from scheduling import without_autogroups
 
 SERVED_NAME = "tiny"
 MAX_MODEL_LEN = 2048
@@ -203,6 +207,7 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "llm-serving-bench" / "tiny")
     parser.add_argument("--levels", default="1,8,32", help=f"comma-separated concurrencies out of {list(LEVELS)}")
     parser.add_argument("--json", type=Path, default=None, help="also write the pooled summaries here")
+    parser.add_argument("--keep-autogroup", action="store_true", help="leave the kernel's autogroups as found")
     options = parser.parse_args()
     names = options.stacks.split(",")
     if "bare" not in names:
@@ -213,20 +218,24 @@ def main() -> int:
     model = build_tiny_model(options.model_dir)
     log_dir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     rounds: dict[str, list[dict[int, tuple[list[client.Result], float]]]] = {n: [] for n in names}
-    for round_no in range(options.rounds):
-        for name in names:
-            process, url = start(Stack(name), model, log_dir, round_no)
-            try:
-                rounds[name].append(run_round(url, levels))
-            finally:
-                stop_server(process)
-            time.sleep(5)  # let the previous stack's helper processes exit before the next starts
-            print(f"round {round_no + 1}/{options.rounds}: {name}: {round_line(rounds[name][-1])}", file=sys.stderr)
+    with without_autogroups(options.keep_autogroup) as scheduling:
+        print(scheduling, file=sys.stderr)
+        for round_no in range(options.rounds):
+            for name in names:
+                process, url = start(Stack(name), model, log_dir, round_no)
+                try:
+                    rounds[name].append(run_round(url, levels))
+                finally:
+                    stop_server(process)
+                time.sleep(5)  # let the previous stack's helper processes exit before the next starts
+                line = round_line(rounds[name][-1])
+                print(f"round {round_no + 1}/{options.rounds}: {name}: {line}", file=sys.stderr)
     summaries = {name: pooled(rounds[name]) for name in names}
     if options.json:
         options.json.write_text(json.dumps(summaries, indent=2))
     per_round = {c: LEVELS[c] for c in levels}
-    print(f"tiny model, {OUTPUT_TOKENS} output tokens, streaming chat, per round {per_round}, logs {log_dir}\n")
+    print(f"tiny model, {OUTPUT_TOKENS} output tokens, streaming chat, per round {per_round}, logs {log_dir}")
+    print(f"{scheduling}\n")
     print(table(summaries))
     return 0
 
