@@ -33,12 +33,16 @@ CPU_ENV = {
 }
 # Ray Serve's HAProxy ingress: HAProxy on `--port` forwards straight to the HTTP server inside the
 # replica that hosts the engine, so no Python proxy hop sits in the token path (see bench/RESULTS.md).
-# No load balancer must deregister a local replica, so it need not drain for 30 s on shutdown.
-HAPROXY_ENV = {
+# Dockerfile.serve sets the same for the pods (tests/serving/test_dockerfile.py).
+INGRESS_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+    # One HAProxy thread forwards a node's token chunks at a few percent of a core. Ray's default of 4
+    # threads, on CPUs the engine keeps busy, cost 12% of tokens/s at 32 streams (bench/RESULTS.md).
+    "RAY_SERVE_HAPROXY_NBTHREAD": "1",
 }
+# No load balancer must deregister a local replica, so it need not drain for 30 s on shutdown.
+HAPROXY_ENV = {**INGRESS_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"}
 CPU_ENGINE_KWARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "float32"}
 APP_NAME = "llm"
 

@@ -1,4 +1,5 @@
-"""Dockerfile.serve's pins agree with pyproject.toml (the image cannot be built here: no Docker engine)."""
+"""Dockerfile.serve's pins agree with pyproject.toml, and its Serve settings with the local runner's (the
+image cannot be built here: no Docker engine)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from llm_serving.local import INGRESS_ENV
 
 pytestmark = pytest.mark.serving
 
@@ -54,3 +57,11 @@ def test_runs_as_non_root() -> None:
     users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.MULTILINE)
     assert users
     assert users[-1] not in {"root", "0"}
+
+
+def test_image_serves_through_the_ingress_the_local_runner_measures() -> None:
+    """The pods run the HAProxy ingress with the settings the tests and the benchmark run locally."""
+    block = re.search(r"^ENV ((?:.*\\\n)*.*)$", DOCKERFILE, re.MULTILINE)
+    assert block, "ENV block missing"
+    image_env = dict(re.findall(r"(\w+)=(\S+)", block.group(1)))
+    assert {key: image_env.get(key) for key in INGRESS_ENV} == INGRESS_ENV
