@@ -17,8 +17,7 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
 - the operator's peak RSS and CPU seconds, the API server's CPU seconds (from /proc).
 
 "Children present" and phase changes are seen through watches (metadata-only for children), so the
-measurement does not poll the API server. The kernel's autogroups are off for the run when the benchmark
-may turn them off (`scheduling.py`; `--keep-autogroup` leaves them).
+measurement does not poll the API server.
 
     .venv/bin/python bench/operator_scale.py                 # N = 200 and 1000
     .venv/bin/python bench/operator_scale.py --n 100 --steady-n 50 --profile /tmp/prof
@@ -55,7 +54,6 @@ from llm_operator.models import parse_spec
 from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.settings import from_env
-from scheduling import without_autogroups
 
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
 CHILDREN = {
@@ -545,7 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-n", type=int, default=None, help="deployments at 10/s (default: min(N, 300))")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator during the largest burst here")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    parser.add_argument("--keep-autogroup", action="store_true", help="leave the kernel's autogroups as found")
     args = parser.parse_args(argv)
     sizes = args.n or [200, 1000]
     state = Path(tempfile.mkdtemp(prefix="operator-scale-plane-"))
@@ -553,11 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    with (
-        without_autogroups(args.keep_autogroup) as scheduling,
-        ControlPlane(state, binaries=find_binaries(), with_controller_manager=False) as plane,
-    ):
-        print(f"# {scheduling}", flush=True)
+    with ControlPlane(state, binaries=find_binaries(), with_controller_manager=False) as plane:
         api = official_client(plane.kubeconfig)
         for n in sizes:
             steady_n = args.steady_n or min(n, 300)

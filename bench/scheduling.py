@@ -1,9 +1,15 @@
-"""The kernel's autogroups off for a benchmark run, the way pods are scheduled.
+"""The kernel's autogroups off for a serving benchmark run.
 
-With autogroups (`/proc/sys/kernel/sched_autogroup_enabled`), the CPU is split per session: every process
-a benchmark starts in a session of its own (to stop it whole) and the benchmark's own client share the
-cores as groups, whatever their priorities. Pods run in cgroups, where autogroups do not apply. On the
-serving benchmark they made bare vLLM alone move 4x between rounds (bench/RESULTS.md).
+With autogroups (`/proc/sys/kernel/sched_autogroup_enabled`), the CPU is split first between sessions,
+then between the processes of each. The serving benchmark starts each stack in a session of its own (to
+stop it whole), so a stack (vLLM's busy-polling engine, its front end, and for ours Ray and HAProxy) and
+the benchmark's one client process shared the two cores as two equal groups, with vLLM's CPU worker pinned
+to one of them. The same bare vLLM then moved between 339 and 1662 tokens/s from round to round; with
+autogroups off, between 1045 and 1474 (bench/RESULTS.md).
+
+The operator benchmark keeps them as found: there a share each for the operator, the API server and etcd
+stands in for their separate machines, and with autogroups off the operator's threads took the API
+server's CPU (bench/RESULTS.md, 07:59).
 """
 
 from __future__ import annotations
