@@ -38,7 +38,7 @@ INGRESS_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # One HAProxy thread forwards a node's token chunks at a few percent of a core. Ray's default of 4
-    # threads, on CPUs the engine keeps busy, cost 12% of tokens/s at 32 streams (bench/RESULTS.md).
+    # threads, on CPUs the engine keeps busy, gave 3-18% fewer tokens/s at 32 streams (bench/RESULTS.md).
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",
 }
 # No load balancer must deregister a local replica, so it need not drain for 30 s on shutdown.
