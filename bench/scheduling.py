@@ -5,7 +5,7 @@ then between the processes of each. The serving benchmark starts each stack in a
 stop it whole), so a stack (vLLM's busy-polling engine, its front end, and for ours Ray and HAProxy) and
 the benchmark's one client process shared the two cores as two equal groups, with vLLM's CPU worker pinned
 to one of them. The same bare vLLM then moved between 339 and 1662 tokens/s from round to round; with
-autogroups off, between 1016 and 1492 (bench/RESULTS.md).
+autogroups off, between 1016 and 1636 (bench/RESULTS.md).
 
 The operator benchmark keeps them as found: there a share each for the operator, the API server and etcd
 stands in for their separate machines, and with autogroups off the operator's threads took the API
