@@ -31,7 +31,7 @@ from typing import Any
 
 from llm_serving import client
 from llm_serving.local import command as local_command
-from llm_serving.local import stop_server, wait_until_serving
+from llm_serving.local import free_port, stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from scheduling import without_autogroups
 
@@ -77,12 +77,6 @@ class Stack:
             max_model_len=MAX_MODEL_LEN,
             ingress="proxy" if self.name == "ours-proxy" else "haproxy",
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subprocess.Popen[bytes], str]:

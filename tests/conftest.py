@@ -102,7 +102,7 @@ def run_operator(tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
         args: list[str] | None = None,
         verbose: bool = False,
     ) -> OperatorProcess:
-        from llm_operator.devcluster import free_port
+        from llm_serving.local import free_port
 
         env = {**os.environ, **(extra_env or {})}
         flags = ["--metrics-port", str(free_port()), "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]

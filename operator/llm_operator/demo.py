@@ -23,14 +23,13 @@ from llm_operator.devcluster import (
     REPO_ROOT,
     ControlPlane,
     find_binaries,
-    free_port,
     group_alive,
     kuberay_ready_status,
     stop_groups,
     stop_recorded,
 )
 from llm_serving.local import command as local_command
-from llm_serving.local import kill_session
+from llm_serving.local import free_port, kill_session
 
 STATE = REPO_ROOT / ".demo"
 EXAMPLES = REPO_ROOT / "examples"

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llm_serving.local import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("LLMOP_CACHE", Path.home() / ".cache" / "llm-operator"))
@@ -91,13 +92,6 @@ def find_binaries() -> Binaries:
         kube_controller_manager=optional("kube-controller-manager"),
         helm=optional("helm") or (Path(p) if (p := shutil.which("helm")) else None),
     )
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _openssl(*args: str, cwd: Path) -> None:

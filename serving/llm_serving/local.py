@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -156,9 +157,21 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+def free_port() -> int:
+    """A TCP port free on every interface now, for a server that Ray or HAProxy will bind later.
+
+    Not from the kernel's ephemeral range (what binding port 0 returns): any outgoing connection may take
+    such a port as its local one before the server binds it, and Ray opens many while it starts. Ports
+    20000 and up are above Ray's worker ports (10002-19999 by default).
+    """
+    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = range(20000, ephemeral_start)
+    for port in random.sample(candidates, min(len(candidates), 100)):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("0.0.0.0", port))
+            return port
+    with socket.socket() as sock:  # an unusual ephemeral range, or every sample taken: let the kernel pick
+        sock.bind(("0.0.0.0", 0))
         return int(sock.getsockname()[1])
 
 
@@ -170,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.ingress == "haproxy":
         # HAProxy's own stats and metrics listeners default to fixed ports (8404, 9101) on 0.0.0.0; take
         # free loopback ports so two local apps (tests, demo, benchmark) never collide.
-        env |= {"RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()), "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port())}
+        env |= {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
     for key, value in env.items():
         os.environ.setdefault(key, value)
 

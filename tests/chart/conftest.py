@@ -123,7 +123,7 @@ def run_as_chart(
     started: list[OperatorProcess] = []
 
     def start(cluster: Cluster, namespace: str, deployment: str) -> OperatorProcess:
-        from llm_operator.devcluster import free_port
+        from llm_serving.local import free_port
 
         pod = chart_pod(cluster, namespace, deployment)
         kubeconfig = service_account_kubeconfig(

@@ -25,7 +25,7 @@ LD = ("llmops.dev", "v1alpha1", "llmdeployments")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     import os
 
-    from llm_operator.devcluster import free_port
+    from llm_serving.local import free_port
 
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process = (

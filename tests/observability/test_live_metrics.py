@@ -56,7 +56,7 @@ def test_figures_are_rounded_and_kv_cache_in_percent() -> None:
 
 
 def test_sample_against_nothing_listening_raises_prometheus_error() -> None:
-    from llm_operator.devcluster import free_port
+    from llm_serving.local import free_port
 
     with pytest.raises(live_metrics.PrometheusError, match="unreachable"):
         live_metrics.sample(f"http://127.0.0.1:{free_port()}", "m", "ns", window="1m")

@@ -25,14 +25,13 @@ import httpx
 import pytest
 
 from llm_operator.catalog import Catalog
-from llm_operator.devcluster import free_port
 from llm_operator.models import parse_spec
 from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.render.panels import PANELS, selector
 from llm_operator.settings import Settings
 from llm_serving.local import command as local_command
-from llm_serving.local import stop_server, wait_until_serving
+from llm_serving.local import free_port, stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, condition, llmd, wait_for

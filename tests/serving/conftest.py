@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llm_serving.local import command as local_command
-from llm_serving.local import stop_server, wait_until_serving
+from llm_serving.local import free_port, stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 
 SERVED_NAME = "tiny"
@@ -33,12 +32,6 @@ class ServingApp:
     log_path: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def tiny_model(request: pytest.FixtureRequest) -> Path:
     """The tiny model, cached across sessions in pytest's cache folder."""
@@ -51,7 +44,7 @@ def serving_app(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     work = tmp_path_factory.mktemp("serving")
     # Ray's socket paths must stay short, so its session folder lives directly under /tmp.
     ray_dir = Path(tmp_path_factory.getbasetemp().root) / "tmp" / f"ray-serving-{os.getpid()}"
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     log_path = work / "app.log"
     env = {
         **os.environ,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from llm_serving.local import session_members, stop_server
+from llm_serving.local import free_port, session_members, stop_server
 
 
 def test_stop_server_leaves_nothing_of_the_session_behind(tmp_path: Path) -> None:
@@ -30,3 +31,14 @@ def test_stop_server_leaves_nothing_of_the_session_behind(tmp_path: Path) -> Non
     assert os.getpgid(child) != server.pid
     stop_server(server)
     assert child not in session_members(server.pid), "the child outlived stop_server"
+
+
+def test_free_port_is_outside_the_range_outgoing_connections_take_ports_from() -> None:
+    """Ports handed to Ray and HAProxy cannot be taken first as the local port of an outgoing connection."""
+    ephemeral = range(*(int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()))
+    ports = {free_port() for _ in range(20)}
+    assert not ports & set(ephemeral)
+    assert all(port >= 20000 for port in ports), "inside Ray's worker port range"
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("0.0.0.0", port))  # free on every interface, as HAProxy's stats listener binds
