@@ -1,4 +1,5 @@
-"""The kernel's autogroups off for a serving benchmark run.
+"""The machine's scheduling during a serving benchmark run: the kernel's autogroups off, and the
+hypervisor's steal measured.
 
 With autogroups (`/proc/sys/kernel/sched_autogroup_enabled`), the CPU is split first between sessions,
 then between the processes of each. The serving benchmark starts each stack in a session of its own (to
@@ -46,3 +47,10 @@ def without_autogroups(keep: bool = False) -> Iterator[str]:
     finally:
         AUTOGROUP.write_text(before)
         signal.signal(signal.SIGTERM, previous)
+
+
+def steal_and_total() -> tuple[int, int]:
+    """CPU time stolen by the hypervisor, and all CPU time, since boot (jiffies, /proc/stat): the share
+    stolen during a pass shows host noise that no stack caused."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return fields[7], sum(fields)

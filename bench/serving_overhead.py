@@ -3,7 +3,8 @@
 One stack runs at a time, alternating (A B A B ...). Each round starts the stack (for ours: until
 HAProxy routes to the replica), warms it up, then streams chat completions of exactly 32 output tokens
 at concurrency 1, 8 and 32. Results are pooled per stack and printed as a table with ratios to bare
-vLLM.
+vLLM, then each round's tokens/s ratios and their geometric mean. Each pass's log line gives the share of
+CPU time the hypervisor stole meanwhile (host noise no stack caused).
 
     .venv/bin/python bench/serving_overhead.py [--rounds 2] [--stacks ours,bare] [--levels 1,8,32] [--json out.json]
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import socket
 import subprocess
@@ -33,7 +35,7 @@ from llm_serving import client
 from llm_serving.local import command as local_command
 from llm_serving.local import free_port, stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
-from scheduling import without_autogroups
+from scheduling import steal_and_total, without_autogroups
 
 SERVED_NAME = "tiny"
 MAX_MODEL_LEN = 2048
@@ -141,30 +143,65 @@ async def measure(url: str, concurrency: int, requests: int) -> tuple[list[clien
     )
 
 
-def run_round(url: str, levels: list[int]) -> dict[int, tuple[list[client.Result], float]]:
+@dataclass
+class Pass:
+    """One level's requests in one round, and the share of CPU time the host's hypervisor took meanwhile."""
+
+    results: list[client.Result]
+    wall: float
+    steal: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return float(client.summarize(self.results, self.wall)["output_tokens_per_s"])
+
+
+def measure_pass(url: str, concurrency: int) -> Pass:
+    before = steal_and_total()
+    results, wall = asyncio.run(measure(url, concurrency, LEVELS[concurrency]))
+    after = steal_and_total()
+    return Pass(results, wall, (after[0] - before[0]) / max(after[1] - before[1], 1))
+
+
+def run_round(url: str, levels: list[int]) -> dict[int, Pass]:
     # Warm-up at the highest concurrency, so every stack has run each batch size once before measuring
     # (the first batches of a new size are several times slower on the CPU, in both stacks).
     asyncio.run(measure(url, max(LEVELS), 2 * max(LEVELS)))
-    return {c: asyncio.run(measure(url, c, LEVELS[c])) for c in levels}
+    return {c: measure_pass(url, c) for c in levels}
 
 
-def round_line(figures: dict[int, tuple[list[client.Result], float]]) -> str:
-    """One round's throughput and TTFT per level, so the spread between rounds is visible."""
+def round_line(figures: dict[int, Pass]) -> str:
+    """One round's throughput, TTFT and host steal per level, so the spread between rounds is visible."""
     parts = []
-    for c, (results, wall) in figures.items():
-        summary = client.summarize(results, wall)
-        parts.append(f"c={c} {summary['output_tokens_per_s']:.0f} tok/s ttft p50 {summary['ttft_s_p50'] * 1000:.0f} ms")
+    for c, one in figures.items():
+        ttft = client.summarize(one.results, one.wall)["ttft_s_p50"] * 1000
+        parts.append(f"c={c} {one.tokens_per_s:.0f} tok/s ttft p50 {ttft:.0f} ms steal {one.steal:.0%}")
     return "; ".join(parts)
 
 
-def pooled(rounds: list[dict[int, tuple[list[client.Result], float]]]) -> dict[int, dict[str, Any]]:
+def pooled(rounds: list[dict[int, Pass]]) -> dict[int, dict[str, Any]]:
     """Per concurrency: percentiles over every request of every round; tokens/s over total wall time."""
     out = {}
     for c in rounds[0]:
-        results = [r for one in rounds for r in one[c][0]]
-        wall = sum(one[c][1] for one in rounds)
-        out[c] = client.summarize(results, wall)
+        results = [r for one in rounds for r in one[c].results]
+        out[c] = client.summarize(results, sum(one[c].wall for one in rounds))
     return out
+
+
+def round_ratios(rounds: dict[str, list[dict[int, Pass]]]) -> str:
+    """Each stack's tokens/s over bare's, round by round (each round's stacks ran minutes apart), with their
+    geometric mean: how far the pooled ratio is from one run's luck."""
+    lines = []
+    for name in (n for n in rounds if n != "bare"):
+        for c in rounds["bare"][0]:
+            if c == 1:
+                continue
+            pairs = zip(rounds[name], rounds["bare"], strict=True)
+            ratios = [mine[c].tokens_per_s / base[c].tokens_per_s for mine, base in pairs]
+            mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+            listed = " ".join(f"{r:.2f}" for r in ratios)
+            lines.append(f"{name} / bare tokens/s at c={c}, by round: {listed} (geometric mean {mean:.2f}x)")
+    return "\n".join(lines)
 
 
 def table(summaries: dict[str, dict[int, dict[str, Any]]]) -> str:
@@ -211,7 +248,7 @@ def main() -> int:
         parser.error(f"--levels must be out of {list(LEVELS)}")
     model = build_tiny_model(options.model_dir)
     log_dir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
-    rounds: dict[str, list[dict[int, tuple[list[client.Result], float]]]] = {n: [] for n in names}
+    rounds: dict[str, list[dict[int, Pass]]] = {n: [] for n in names}
     with without_autogroups(options.keep_autogroup) as scheduling:
         print(scheduling, file=sys.stderr)
         for round_no in range(options.rounds):
@@ -231,6 +268,7 @@ def main() -> int:
     print(f"tiny model, {OUTPUT_TOKENS} output tokens, streaming chat, per round {per_round}, logs {log_dir}")
     print(f"{scheduling}\n")
     print(table(summaries))
+    print(round_ratios(rounds))
     return 0
 
 
