@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**CPU_ENV, **(HAPROXY_ENV if options.ingress == "haproxy" else {})}
     if options.ingress == "haproxy":
         # HAProxy's own stats and metrics listeners default to fixed ports (8404, 9101) on 0.0.0.0; take
-        # free loopback ports so two local apps (tests, demo, benchmark) never collide.
+        # free ones so two local apps (tests, demo, benchmark) never collide.
         env |= {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
     for key, value in env.items():
         os.environ.setdefault(key, value)
