@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +152,13 @@ class Pass:
     wall: float
     steal: float
 
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return client.summarize(self.results, self.wall)
+
     @property
     def tokens_per_s(self) -> float:
-        return float(client.summarize(self.results, self.wall)["output_tokens_per_s"])
+        return float(self.summary["output_tokens_per_s"])
 
 
 def measure_pass(url: str, concurrency: int) -> Pass:
@@ -174,7 +179,7 @@ def round_line(figures: dict[int, Pass]) -> str:
     """One round's throughput, TTFT and host steal per level, so the spread between rounds is visible."""
     parts = []
     for c, one in figures.items():
-        ttft = client.summarize(one.results, one.wall)["ttft_s_p50"] * 1000
+        ttft = one.summary["ttft_s_p50"] * 1000
         parts.append(f"c={c} {one.tokens_per_s:.0f} tok/s ttft p50 {ttft:.0f} ms steal {one.steal:.0%}")
     return "; ".join(parts)
 
