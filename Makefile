@@ -24,7 +24,7 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	MYPYPATH=operator:serving $(BIN)/mypy
+	MYPYPATH=operator:serving:dev $(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: venv control-plane system-deps lint
@@ -34,11 +34,11 @@ test: venv control-plane system-deps lint
 test-fast: venv
 	$(BIN)/pytest -m "not cluster and not serving and not prometheus" $(PYTEST_ARGS)
 
-demo: venv control-plane
-	$(BIN)/python -m llm_operator.demo up
+demo: venv control-plane system-deps
+	$(BIN)/python -m llm_dev.demo up
 
 demo-down:
-	$(BIN)/python -m llm_operator.demo down
+	$(BIN)/python -m llm_dev.demo down
 
 # Benchmarks print tables; record results in bench/RESULTS.md.
 bench-operator: venv control-plane

@@ -47,13 +47,16 @@ from typing import Any
 
 from kubernetes import client
 
+from llm_dev.binaries import find_binaries
+from llm_dev.controlplane import ControlPlane, official_client
+from llm_dev.processes import terminate
 from llm_operator.catalog import Catalog
-from llm_operator.devcluster import ControlPlane, find_binaries, free_port, official_client, terminate
 from llm_operator.k8s import Kube
 from llm_operator.models import parse_spec
 from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.settings import from_env
+from llm_serving.local import free_port
 
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
 CHILDREN = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llm_operator.devcluster import terminate
+from llm_dev.processes import terminate
 from tests.kubeutil import Cluster, start_cluster
 
 

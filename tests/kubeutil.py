@@ -13,7 +13,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llm_operator.devcluster import ControlPlane, find_binaries, official_client
+from llm_dev.binaries import find_binaries
+from llm_dev.controlplane import ControlPlane, official_client
 from llm_operator.k8s import Kube
 
 T = TypeVar("T")
@@ -71,13 +72,6 @@ def start_cluster(state_dir: Path, kubeconfig: str | None = None) -> Iterator[Cl
     with ControlPlane(state_dir, binaries=find_binaries()) as plane:
         assert plane.binaries
         yield Cluster(plane.kubeconfig, plane, str(plane.binaries.kubectl))
-
-
-def write_rayservice_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Write a RayService status the way KubeRay does: a merge patch of the status subresource."""
-    cluster.custom.patch_namespaced_custom_object_status(
-        "ray.io", "v1", namespace, "rayservices", name, {"status": status}, _content_type="application/merge-patch+json"
-    )
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout: float = 20, interval: float = 0.05, what: str = "") -> T:

@@ -1,12 +1,11 @@
-"""A real local Kubernetes control plane on 127.0.0.1, for tests, benchmarks and the demo.
+"""A real local Kubernetes control plane on 127.0.0.1, for tests, benchmarks, the lane and the demo.
 
-etcd + kube-apiserver (+ kube-controller-manager for garbage collection and service-account tokens),
-with generated certificates, an admin kubeconfig, the upstream KubeRay and prometheus-operator CRDs
-and our own CRD. Binaries come from `KUBEBUILDER_ASSETS` (envtest convention) or are built once from
-the Go module proxy into `~/.cache/llm-operator` by `hack/build-control-plane.sh`.
+etcd + kube-apiserver (+ kube-controller-manager for garbage collection, service-account tokens and the
+EndpointSlices KubeRay counts serve endpoints from), with generated certificates, an admin kubeconfig,
+the upstream KubeRay and prometheus-operator CRDs and our own CRD. Binaries: `llm_dev.binaries`.
 
-    python -m llm_operator.devcluster up --state-dir DIR    # start, print the kubeconfig path
-    python -m llm_operator.devcluster down --state-dir DIR  # stop everything it started
+    python -m llm_dev.controlplane up --state-dir DIR    # start, print the kubeconfig path
+    python -m llm_dev.controlplane down --state-dir DIR  # stop everything it started
 """
 
 from __future__ import annotations
@@ -14,31 +13,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_dev.binaries import CACHE, REPO_ROOT, Binaries, find_binaries
+from llm_dev.processes import Processes, stop_recorded, terminate
 from llm_serving.local import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("LLMOP_CACHE", Path.home() / ".cache" / "llm-operator"))
-UPSTREAM_CRD_DIRS = (Path(os.environ.get("LLMOP_UPSTREAM_CRDS", REPO_ROOT.parent / "shared" / "upstream-crds")),)
-KUBERAY_CRDS = ("ray.io_rayservices.yaml", "ray.io_rayclusters.yaml")
-MONITORING_CRDS = ("monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_podmonitors.yaml")
-GO_MODULE_CRDS = {
-    # Fallback when shared/upstream-crds is absent: the same files from the Go module cache.
-    "github.com/ray-project/kuberay/ray-operator@v1.7.0": "config/crd/bases",
-    "github.com/prometheus-operator/prometheus-operator@v0.93.0": "example/prometheus-operator-crd",
-}
 CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
@@ -46,52 +35,13 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
+    # KubeRay counts a RayService's serve endpoints from the EndpointSlices of its serve Service.
+    "endpointslice-controller",
 )
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be built or started."""
-
-
-@dataclass(frozen=True)
-class Binaries:
-    """Paths of the control-plane executables."""
-
-    etcd: Path
-    kube_apiserver: Path
-    kubectl: Path
-    kube_controller_manager: Path | None = None
-    helm: Path | None = None
-
-
-def find_binaries() -> Binaries:
-    """`KUBEBUILDER_ASSETS` if set, else the build cache (building it on first use)."""
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets:
-        folder = Path(assets)
-    else:
-        result = subprocess.run(
-            ["bash", str(REPO_ROOT / "hack" / "build-control-plane.sh")],
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        folder = Path(result.stdout.strip().splitlines()[-1])
-
-    def optional(name: str) -> Path | None:
-        path = folder / name
-        return path if path.exists() else None
-
-    kubectl = optional("kubectl") or shutil.which("kubectl")
-    if not (folder / "etcd").exists() or not (folder / "kube-apiserver").exists() or not kubectl:
-        raise ControlPlaneError(f"{folder} must hold etcd and kube-apiserver, and kubectl must be found")
-    return Binaries(
-        etcd=folder / "etcd",
-        kube_apiserver=folder / "kube-apiserver",
-        kubectl=Path(kubectl),
-        kube_controller_manager=optional("kube-controller-manager"),
-        helm=optional("helm") or (Path(p) if (p := shutil.which("helm")) else None),
-    )
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -185,8 +135,15 @@ class ControlPlane:
     state_dir: Path
     binaries: Binaries | None = None
     with_controller_manager: bool = True
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     server: str = ""
+    children: Processes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.children = Processes(self.state_dir)
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.children.running
 
     @property
     def kubeconfig(self) -> Path:
@@ -214,14 +171,10 @@ class ControlPlane:
         except BaseException:
             self.stop()
             raise
-        (self.state_dir / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
         return self
 
     def _spawn(self, name: str, args: Sequence[str]) -> None:
-        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
-        self.processes[name] = subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        self.children.spawn(name, args)
 
     def _start_etcd(self) -> None:
         assert self.binaries
@@ -304,10 +257,10 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         context = self._ssl_context()
         while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    log = (self.state_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-                    raise ControlPlaneError(f"{name} exited with {process.returncode}:\n{log}")
+            try:
+                self.children.check()
+            except RuntimeError as error:
+                raise ControlPlaneError(str(error)) from None
             with (
                 contextlib.suppress(OSError),
                 urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=2) as response,
@@ -333,10 +286,8 @@ class ControlPlane:
 
     def install_crds(self, *, kuberay: bool = True, monitoring: bool = True, ours: bool = True) -> None:
         """Install the upstream CRDs (and ours) with server-side apply; wait until Established."""
-        files = [
-            *upstream_crds(KUBERAY_CRDS if kuberay else ()),
-            *upstream_crds(MONITORING_CRDS if monitoring else ()),
-        ]
+        assert self.binaries
+        files = self.binaries.crd_files(kuberay=kuberay, monitoring=monitoring)
         if ours:
             files += sorted((REPO_ROOT / "crds").glob("*.yaml"))
         if not files:
@@ -382,19 +333,17 @@ class ControlPlane:
         self._wait_ready()
 
     def _terminate(self, name: str) -> None:
-        process = self.processes.pop(name, None)
-        if process:
+        process = self.processes.get(name)
+        if process is not None:
             terminate(process)
+            self.children.running.pop(name)
 
     def stop(self) -> None:
         """Stop every process this control plane started, in reverse order."""
-        for name in reversed(list(self.processes)):
-            self._terminate(name)
-        with contextlib.suppress(FileNotFoundError):
-            (self.state_dir / "pids.json").unlink()
+        self.children.stop_all()
 
     def __enter__(self) -> ControlPlane:
-        return self.start() if not self.processes else self
+        return self.start() if not self.children.running else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -411,106 +360,10 @@ def official_client(kubeconfig: Path | str, pool_size: int = 32) -> Any:
     return client.ApiClient(configuration)
 
 
-def kuberay_ready_status(cluster_name: str = "local-raycluster") -> dict[str, Any]:
-    """A RayService status as KubeRay v1.7 writes it once its cluster is up and the Serve app RUNNING.
-
-    No KubeRay controller runs on the local control plane: the demo and the tests write this in its place.
-    """
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "NonZeroServeEndpoints",
-                "message": "",
-                "lastTransitionTime": now,
-                "observedGeneration": 1,
-            }
-        ],
-        "activeServiceStatus": {
-            "applicationStatuses": {"llm": {"status": "RUNNING", "serveDeploymentStatuses": {}}},
-            "rayClusterName": cluster_name,
-            "rayClusterStatus": {"readyWorkerReplicas": 1, "desiredWorkerReplicas": 1},
-        },
-        "numServeEndpoints": 1,
-        "observedGeneration": 1,
-    }
-
-
-def upstream_crds(names: Sequence[str]) -> list[Path]:
-    """Paths of upstream CRD files: shared/upstream-crds if present, else the Go module cache."""
-    found: list[Path] = []
-    for name in names:
-        for folder in (*UPSTREAM_CRD_DIRS, *_module_crd_dirs()):
-            if (folder / name).exists():
-                found.append(folder / name)
-                break
-        else:
-            raise ControlPlaneError(f"upstream CRD {name} not found in {UPSTREAM_CRD_DIRS} or the Go module cache")
-    return found
-
-
-def _module_crd_dirs() -> Iterator[Path]:
-    for module, subdir in GO_MODULE_CRDS.items():
-        result = subprocess.run(
-            ["go", "mod", "download", "-json", module], capture_output=True, text=True, cwd=CACHE, check=False
-        )
-        if result.returncode == 0:
-            yield Path(json.loads(result.stdout)["Dir"]) / subdir
-
-
-def terminate(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-    """Signal a process started with `start_new_session=True` (its whole group); SIGKILL it after `timeout`."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def stop_recorded(state_dir: Path, grace: float = 10) -> bool:
-    """Stop processes recorded by a detached `up` (SIGTERM, then SIGKILL after `grace`); True if any were."""
-    pids_file = state_dir / "pids.json"
-    if not pids_file.exists():
-        return False
-    stop_groups(list(reversed(json.loads(pids_file.read_text()).values())), grace)
-    pids_file.unlink()
-    return True
-
-
-def stop_groups(pgids: Sequence[int], grace: float, then: Callable[[int], object] = lambda pgid: None) -> None:
-    """SIGTERM each process group, wait up to `grace` seconds in all for them to end, SIGKILL what is left;
-    then call `then` with each group's id (e.g. to clear what moved out of the group)."""
-    for pgid in pgids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for pgid in pgids:
-        while time.monotonic() < deadline and group_alive(pgid):
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        then(pgid)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_operator.devcluster", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m llm_dev.controlplane", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "binaries"])
-    parser.add_argument("--state-dir", type=Path, default=CACHE / "devcluster")
+    parser.add_argument("--state-dir", type=Path, default=CACHE / "controlplane")
     args = parser.parse_args(argv)
     if args.command == "binaries":
         sys.stdout.write(f"{find_binaries()}\n")

@@ -60,7 +60,7 @@ class Helm:
 
 @pytest.fixture(scope="session")
 def helm(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    from llm_operator.devcluster import find_binaries
+    from llm_dev.binaries import find_binaries
 
     binary = find_binaries().helm
     assert binary is not None, "helm not found: run hack/build-control-plane.sh"
