@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llm_dev.prometheus import Prometheus, prometheus_binary, scrape_config
 from llm_operator.catalog import Catalog
 from llm_operator.models import parse_spec
 from llm_operator.reconcile import render_children
@@ -35,7 +36,6 @@ from llm_serving.local import free_port, stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, condition, llmd, wait_for
-from tests.observability.promutil import Prometheus, prometheus_binary, scrape_config
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.serving]
 
@@ -89,22 +89,30 @@ def _scrape_configs(namespace: str, app: str, operator_target: str) -> list[dict
         scrape_config(
             f"serviceMonitor/{namespace}/{NAME}/0",
             head,
-            app,
-            {
-                **pod_meta,
-                "__meta_kubernetes_pod_name": f"{NAME}-raycluster-abcde-head-fghij",
-                "__meta_kubernetes_pod_label_ray_io_node_type": "head",
-            },
+            [
+                (
+                    app,
+                    {
+                        **pod_meta,
+                        "__meta_kubernetes_pod_name": f"{NAME}-raycluster-abcde-head-fghij",
+                        "__meta_kubernetes_pod_label_ray_io_node_type": "head",
+                    },
+                )
+            ],
         ),
         scrape_config(
             f"podMonitor/{namespace}/{NAME}/0",
             worker,
-            app,
-            {
-                **pod_meta,
-                "__meta_kubernetes_pod_name": f"{NAME}-raycluster-abcde-gpu-workers-worker-klmno",
-                "__meta_kubernetes_pod_label_ray_io_node_type": "worker",
-            },
+            [
+                (
+                    app,
+                    {
+                        **pod_meta,
+                        "__meta_kubernetes_pod_name": f"{NAME}-raycluster-abcde-gpu-workers-worker-klmno",
+                        "__meta_kubernetes_pod_label_ray_io_node_type": "worker",
+                    },
+                )
+            ],
         ),
         {"job_name": "llm-operator", "static_configs": [{"targets": [operator_target]}]},
     ]

@@ -1,0 +1,34 @@
+"""The lane's node pool is shaped like the catalog: what the renderer selects on, GPU capacity, GPU taint."""
+
+from llm_dev.nodes import KWOK_ANNOTATION, node_pool
+from llm_operator.catalog import INSTANCE_TYPE_LABEL, Catalog, worker_resources
+from llm_operator.models import parse_spec
+from llm_operator.reconcile import worker_shape
+
+
+def test_one_cpu_node_and_one_gpu_node_per_accelerator() -> None:
+    catalog = Catalog.default()
+    pool = node_pool(catalog)
+    gpu_nodes = [n for n in pool if "nvidia.com/gpu" in n["status"]["capacity"]]
+    assert len(pool) == len(gpu_nodes) + 1
+    assert len(gpu_nodes) == len(catalog.accelerators)
+    assert all(n["metadata"]["annotations"] == {KWOK_ANNOTATION: "fake"} for n in pool)
+    for node in gpu_nodes:
+        instance = catalog.instance_types[node["metadata"]["labels"][INSTANCE_TYPE_LABEL]]
+        assert node["status"]["capacity"]["nvidia.com/gpu"] == str(instance.gpus)
+        assert node["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]
+        cpu, memory = worker_resources(instance, instance.gpus)
+        assert (node["status"]["allocatable"]["cpu"], node["status"]["allocatable"]["memory"]) == (cpu, memory)
+
+
+def test_a_rendered_worker_selects_exactly_its_accelerators_node() -> None:
+    catalog = Catalog.default()
+    pool = node_pool(catalog)
+    for accelerator in catalog.accelerators:
+        shape = worker_shape(parse_spec({"model": {"id": "m/m"}, "accelerator": {"type": accelerator}}), catalog)
+        matching = [
+            n["metadata"]["name"]
+            for n in pool
+            if all(n["metadata"]["labels"].get(k) == v for k, v in shape.node_selector.items())
+        ]
+        assert len(matching) == 1, (accelerator, matching)
