@@ -70,6 +70,7 @@ class Reason(StrEnum):
     UPGRADING = "Upgrading"
     DEGRADED = "Degraded"
     DEPLOY_FAILED = "DeployFailed"
+    UNSCHEDULABLE = "Unschedulable"
     CRD_NOT_INSTALLED = "CRDNotInstalled"
     DISABLED = "Disabled"
     MONITORS_APPLIED = "MonitorsApplied"

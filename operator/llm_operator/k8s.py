@@ -69,6 +69,7 @@ PODMONITOR = Kind(c.MONITORING_GROUP, c.MONITORING_VERSION, c.PODMONITOR_PLURAL)
 CONFIGMAP = Kind("", "v1", "configmaps")
 SECRET = Kind("", "v1", "secrets")
 EVENT = Kind("", "v1", "events")
+POD = Kind("", "v1", "pods")
 KINDS = {"RayService": RAYSERVICE, "ServiceMonitor": SERVICEMONITOR, "PodMonitor": PODMONITOR, "ConfigMap": CONFIGMAP}
 
 _environ_lock = threading.Lock()
@@ -291,6 +292,10 @@ class Kube:
         """LLMDeployments in these namespaces (all namespaces when empty)."""
         paths = [LLMDEPLOYMENT.path(namespace) for namespace in namespaces] or [LLMDEPLOYMENT.path()]
         return [item for path in paths for item in self.api.request("GET", path).get("items") or []]
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Pods of a namespace matching a label selector (KubeRay's pods carry our template labels)."""
+        return list(self.api.request("GET", POD.path(namespace), query={"labelSelector": label_selector})["items"])
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(LLMDEPLOYMENT, namespace, name)

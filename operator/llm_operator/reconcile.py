@@ -37,7 +37,15 @@ from llm_operator.render.dashboards import DashboardTarget, configmap_name, rend
 from llm_operator.render.monitors import render_podmonitor, render_servicemonitor
 from llm_operator.render.rayservice import RayEnv, WorkerShape, render_rayservice
 from llm_operator.settings import Settings
-from llm_operator.status import Observed, Verdict, compute_status, status_patch, with_metrics
+from llm_operator.status import (
+    Observed,
+    Verdict,
+    compute_status,
+    pods_waiting,
+    status_patch,
+    unscheduled_message,
+    with_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class Outcome:
     writes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
+    # The status waits on what no watch of ours reports (a pod the scheduler cannot place yet): re-check.
+    waiting: bool = False
 
 
 @dataclass(frozen=True)
@@ -340,6 +350,56 @@ def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any],
     observe_phase(meta["namespace"], meta["name"], status["phase"])
 
 
+def _write_invalid(
+    ctx: Context, body: Mapping[str, Any], message: str, previous: dict[str, Any], *, now: str, outcome: Outcome
+) -> None:
+    """An invalid spec: status Failed with the field paths, one Warning event per generation, no children."""
+    meta = body["metadata"]
+    generation = int(meta.get("generation", 1))
+    status = compute_status(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        generation=generation,
+        min_replicas=0,
+        observed=Observed(None, Verdict(False, Reason.INVALID_SPEC), invalid=message),
+        previous=previous,
+        now=now,
+    )
+    if not (_ready_reason(previous) == Reason.INVALID_SPEC and previous.get("observedGeneration") == generation):
+        outcome.events.append(Event("Warning", Reason.INVALID_SPEC, message))
+    _write_status(ctx, body, status, outcome)
+
+
+def _observe_rayservice(
+    ctx: Context,
+    key: tuple[str, str],
+    live: Mapping[str, dict[str, Any] | None],
+    known: Mapping[str, dict[str, Any] | None],
+    *,
+    only_known: bool,
+) -> dict[str, Any] | None:
+    """The newest RayService: as applied or given by the caller, else the newest copy seen, else a GET."""
+    if "RayService" in live or "RayService" in known:
+        rayservice = live.get("RayService") or known.get("RayService")
+    elif only_known and (kept := _newest.copy(key, "RayService")) is not None:
+        rayservice = kept
+    else:
+        rayservice = ctx.kube.get(RAYSERVICE, key[0], naming.rayservice_name(key[1]))
+    if rayservice is None:
+        _newest.drop(key, "RayService")
+        return None
+    return dict(_newest.pick(key, rayservice, keep_spec=False))
+
+
+def _unscheduled(ctx: Context, owner: Owner, rayservice: dict[str, Any] | None, outcome: Outcome) -> str | None:
+    """While KubeRay reports pods not ready: what the scheduler says of those it cannot place. No watch of
+    ours sees pods, so the worklist re-checks until they are ready."""
+    if rayservice is None or not pods_waiting(rayservice):
+        return None
+    outcome.waiting = True
+    return unscheduled_message(ctx.kube.list_pods(owner.namespace, f"{c.LABEL_DEPLOYMENT}={owner.name}"))
+
+
 def reconcile(
     ctx: Context,
     body: Mapping[str, Any],
@@ -395,27 +455,16 @@ def _reconcile(
         spec, errors = validate(body["spec"], owner.namespace, ctx.catalog, lookup)
         now = ctx.now()
         if errors or spec is None:
-            message = "; ".join(errors)
-            status = compute_status(
-                name=owner.name,
-                namespace=owner.namespace,
-                generation=generation,
-                min_replicas=0,
-                observed=Observed(None, Verdict(False, Reason.INVALID_SPEC), invalid=message),
-                previous=previous,
-                now=now,
-            )
-            already = (
-                _ready_reason(previous) == Reason.INVALID_SPEC and previous.get("observedGeneration") == generation
-            )
-            if not already:
-                outcome.events.append(Event("Warning", Reason.INVALID_SPEC, message))
-            _write_status(ctx, body, status, outcome)
+            _write_invalid(ctx, body, "; ".join(errors), previous, now=now, outcome=outcome)
             result["result"] = "invalid"
             return outcome
         capacity: CapacityOutcome = check_capacity(spec, ctx.catalog)
         monitoring_on, monitoring = _monitoring(ctx, spec)
         live: Mapping[str, dict[str, Any] | None] = {}
+        desired_hash = None
+        if capacity.blocked is None:
+            rendered = render_rayservice(owner, spec, ray_env(spec, ctx.settings), worker_shape(spec, ctx.catalog))
+            desired_hash = rendered["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH]
         if capacity.blocked is None and not status_only:
             desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
             _sync_dashboards(ctx, body, owner, desired, outcome)
@@ -426,22 +475,16 @@ def _reconcile(
             previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason
         ):
             outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
-        if "RayService" in live or "RayService" in known:
-            rayservice = live.get("RayService") or known.get("RayService")
-        elif only_known and (kept := _newest.copy(key, "RayService")) is not None:
-            rayservice = kept
-        else:
-            rayservice = ctx.kube.get(RAYSERVICE, owner.namespace, naming.rayservice_name(owner.name))
-        if rayservice is None:
-            _newest.drop(key, "RayService")
-        else:
-            rayservice = dict(_newest.pick(key, rayservice, keep_spec=False))
+        rayservice = _observe_rayservice(ctx, key, live, known, only_known=only_known)
+        unscheduled = _unscheduled(ctx, owner, rayservice, outcome)
         observed = Observed(
             rayservice=rayservice,
             monitoring=monitoring,
             capacity=capacity.condition,
             capacity_plan=capacity.plan,
             blocked=capacity.blocked,
+            desired_hash=desired_hash,
+            unscheduled=unscheduled,
         )
         status = compute_status(
             name=owner.name,

@@ -1,9 +1,9 @@
 """Pure status: (spec, generation, observed RayService, monitoring, capacity, previous status) -> status.
 
-The RayService status is read exactly as KubeRay (v1.7.0) writes it: `conditions` (Ready,
-UpgradeInProgress), `activeServiceStatus.applicationStatuses[app].status`
-(NOT_STARTED|DEPLOYING|RUNNING|DEPLOY_FAILED|DELETING|UNHEALTHY), `activeServiceStatus.rayClusterStatus`
-(ready/desired worker replicas), `pendingServiceStatus` and `numServeEndpoints`.
+The RayService status is read exactly as KubeRay (v1.6.0, tested for real in tests/kuberay) writes it:
+`observedGeneration`, `conditions` (Ready, UpgradeInProgress), `{active,pending}ServiceStatus`
+(`rayClusterName`, `applicationStatuses[app].status` NOT_STARTED|DEPLOYING|RUNNING|DEPLOY_FAILED|DELETING|
+UNHEALTHY, `rayClusterStatus` with ready/desired worker replicas) and `numServeEndpoints`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llm_operator import constants as c
 from llm_operator import naming
 from llm_operator.constants import ConditionType, Phase, Reason
 
@@ -26,7 +27,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Observed:
-    """What reconcile saw: the RayService (None: not created), monitoring and capacity verdicts."""
+    """What reconcile saw: the RayService (None: not created) and the spec hash it must carry to be this
+    generation's, monitoring and capacity verdicts, and why a pod of the deployment cannot be placed."""
 
     rayservice: dict[str, Any] | None
     monitoring: Verdict
@@ -34,37 +36,99 @@ class Observed:
     capacity_plan: dict[str, Any] | None = None
     invalid: str | None = None
     blocked: Verdict | None = None
+    desired_hash: str | None = None
+    unscheduled: str | None = None
 
 
 def _condition(items: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return next((item for item in items if item.get("type") == kind), None)
 
 
-def rayservice_verdict(rayservice: dict[str, Any] | None) -> tuple[Phase, Verdict]:
-    """Phase and RayServiceReady verdict from a RayService as KubeRay reports it."""
+def _apps(service: dict[str, Any] | None) -> tuple[set[str], str]:
+    """The application states of one of KubeRay's service statuses, and their messages."""
+    apps = ((service or {}).get("applicationStatuses") or {}).values()
+    return {app.get("status", "") for app in apps}, "; ".join(app["message"] for app in apps if app.get("message"))
+
+
+def is_current(rayservice: dict[str, Any], desired_hash: str | None) -> bool:
+    """Whether KubeRay has acted on the RayService rendered for this generation: it carries that render's
+    spec hash (our apply happened) and KubeRay's `status.observedGeneration` is its generation."""
+    meta, status = rayservice.get("metadata") or {}, rayservice.get("status") or {}
+    rendered = desired_hash is None or (meta.get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH) == desired_hash
+    return rendered and status.get("observedGeneration") == meta.get("generation")
+
+
+def serving_verdict(rayservice: dict[str, Any] | None) -> Verdict:
+    """RayServiceReady: KubeRay's own Ready (some serve endpoint is up), whichever version it serves."""
+    ready = _condition(((rayservice or {}).get("status") or {}).get("conditions") or [], "Ready")
+    if ready is None:
+        return Verdict(False, Reason.RAYSERVICE_PENDING, "KubeRay has reported no Ready condition yet")
+    return Verdict(ready.get("status") == "True", ready.get("reason") or "Unknown", ready.get("message") or "")
+
+
+def rayservice_verdict(rayservice: dict[str, Any] | None, desired_hash: str | None = None) -> tuple[Phase, Verdict]:
+    """Phase and Ready verdict of this generation, from the RayService as KubeRay (v1.6) reports it.
+
+    Ready only when KubeRay has acted on this generation's RayService (`is_current`), has no upgrade in
+    progress, reports serve endpoints, and every application is RUNNING. While the previous version keeps
+    serving (a NewCluster upgrade, an in-place Serve update, or KubeRay not there yet) the phase is Upgrading.
+    """
     if rayservice is None:
         return Phase.PENDING, Verdict(False, Reason.RAYSERVICE_NOT_FOUND, "RayService not created yet")
     status = rayservice.get("status") or {}
-    conditions = status.get("conditions") or []
-    ready = _condition(conditions, "Ready")
-    upgrading = _condition(conditions, "UpgradeInProgress")
-    apps = ((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}).values()
-    app_states = {app.get("status") for app in apps}
-    messages = "; ".join(app["message"] for app in apps if app.get("message"))
-    if not status:
+    if not status.get("observedGeneration"):
         return Phase.PENDING, Verdict(False, Reason.RAYSERVICE_PENDING, "waiting for KubeRay to pick it up")
-    if ready is not None and ready.get("status") == "True":
-        if upgrading is not None and upgrading.get("status") == "True":
-            return Phase.UPGRADING, Verdict(True, Reason.UPGRADING, upgrading.get("message", ""))
-        if app_states & {"UNHEALTHY", "DEPLOY_FAILED"}:
-            return Phase.DEGRADED, Verdict(True, Reason.DEGRADED, messages)
-        return Phase.READY, Verdict(True, Reason.SERVING, f"{status.get('numServeEndpoints', 0)} serve endpoint(s)")
-    if "DEPLOY_FAILED" in app_states:
-        return Phase.FAILED, Verdict(False, Reason.DEPLOY_FAILED, messages)
-    if "UNHEALTHY" in app_states:
+    conditions = status.get("conditions") or []
+    serving = serving_verdict(rayservice).status
+    generation = (rayservice.get("metadata") or {}).get("generation")
+    if not is_current(rayservice, desired_hash):
+        message = f"waiting for KubeRay to act on RayService generation {generation}"
+        if serving:
+            return Phase.UPGRADING, Verdict(False, Reason.UPGRADING, f"{message}; the previous version serves")
+        return Phase.DEPLOYING, Verdict(False, Reason.DEPLOYING, message)
+    upgrading = _condition(conditions, "UpgradeInProgress")
+    if upgrading is not None and upgrading.get("status") == "True":
+        pending = status.get("pendingServiceStatus") or {}
+        states, messages = _apps(pending)
+        detail = f"new Ray cluster {pending.get('rayClusterName', '')}: {', '.join(sorted(states)) or 'starting'}"
+        return Phase.UPGRADING, Verdict(False, Reason.UPGRADING, "; ".join(filter(None, [detail, messages])))
+    states, messages = _apps(status.get("activeServiceStatus"))
+    if "DEPLOY_FAILED" in states:
+        return (Phase.DEGRADED if serving else Phase.FAILED), Verdict(False, Reason.DEPLOY_FAILED, messages)
+    if "UNHEALTHY" in states:
         return Phase.DEGRADED, Verdict(False, Reason.DEGRADED, messages)
-    message = (ready or {}).get("message") or "Ray cluster and Serve application starting"
-    return Phase.DEPLOYING, Verdict(False, Reason.DEPLOYING, message)
+    if serving and states == {"RUNNING"}:
+        endpoints = status.get("numServeEndpoints", 0)
+        return Phase.READY, Verdict(True, Reason.SERVING, f"generation {generation} serving on {endpoints} endpoint(s)")
+    if serving:
+        return Phase.UPGRADING, Verdict(
+            False, Reason.UPGRADING, f"Serve updating in place: {', '.join(sorted(states))}"
+        )
+    ready = _condition(conditions, "Ready") or {}
+    return Phase.DEPLOYING, Verdict(False, Reason.DEPLOYING, messages or ready.get("message") or "Ray cluster starting")
+
+
+def pods_waiting(rayservice: dict[str, Any]) -> bool:
+    """Whether KubeRay reports a Ray cluster of this RayService whose pods are not all ready yet."""
+    status = rayservice.get("status") or {}
+    for service in (status.get("activeServiceStatus"), status.get("pendingServiceStatus")):
+        if not service or not service.get("rayClusterName"):
+            continue
+        cluster = service.get("rayClusterStatus") or {}
+        head = _condition(cluster.get("conditions") or [], "HeadPodReady") or {}
+        desired = int(cluster.get("desiredWorkerReplicas") or 0)
+        if head.get("status") != "True" or int(cluster.get("readyWorkerReplicas") or 0) < desired:
+            return True
+    return False
+
+
+def unscheduled_message(pods: list[dict[str, Any]]) -> str | None:
+    """What the scheduler says about the first pod it cannot place, if any (e.g. no node has the GPUs)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return f"pod {pod['metadata']['name']} cannot be scheduled: {cond.get('message') or cond.get('reason')}"
+    return None
 
 
 def replicas(rayservice: dict[str, Any] | None, default_desired: int) -> tuple[int, int]:
@@ -116,11 +180,11 @@ def compute_status(
         phase = Phase.FAILED
         verdicts[ConditionType.READY] = observed.blocked
     else:
-        phase, ray_verdict = rayservice_verdict(observed.rayservice)
-        verdicts[ConditionType.READY] = Verdict(
-            phase in (Phase.READY, Phase.UPGRADING), ray_verdict.reason, ray_verdict.message
-        )
-        verdicts[ConditionType.RAYSERVICE_READY] = ray_verdict
+        phase, readiness = rayservice_verdict(observed.rayservice, observed.desired_hash)
+        if observed.unscheduled and phase in (Phase.PENDING, Phase.DEPLOYING, Phase.UPGRADING):
+            readiness = Verdict(False, Reason.UNSCHEDULABLE, observed.unscheduled)
+        verdicts[ConditionType.READY] = readiness
+        verdicts[ConditionType.RAYSERVICE_READY] = serving_verdict(observed.rayservice)
         verdicts[ConditionType.MONITORING_READY] = observed.monitoring
     if observed.capacity is not None:
         verdicts[ConditionType.CAPACITY_PLANNED] = observed.capacity

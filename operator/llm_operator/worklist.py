@@ -200,7 +200,7 @@ class Worklist:
         except Exception as error:
             self._retry_later(key, error)
             return
-        waiting = rc.waits_on_outside(outcome.status)
+        waiting = outcome.waiting or rc.waits_on_outside(outcome.status)
         with self._guard:
             entry = self._entries.setdefault(key, _Entry())
             if full:

@@ -60,6 +60,7 @@ def test_operator_as_chart_service_account_full_lifecycle(
     assert can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-A")
     assert can_i(cluster, namespace, account, "create", "rayservices.ray.io", "-A")
     assert can_i(cluster, namespace, account, "get", "secrets", "-A")
+    assert can_i(cluster, namespace, account, "list", "pods", "-A")  # why a pod cannot be scheduled
     for verb, resource in (
         ("list", "secrets"),
         ("watch", "secrets"),
@@ -68,7 +69,8 @@ def test_operator_as_chart_service_account_full_lifecycle(
         ("delete", "llmdeployments.llmops.dev"),
         ("get", "customresourcedefinitions.apiextensions.k8s.io"),
         ("list", "namespaces"),
-        ("list", "pods"),
+        ("watch", "pods"),
+        ("delete", "pods"),
         ("create", "events.events.k8s.io"),
     ):
         assert not can_i(cluster, namespace, account, verb, resource, "-A"), f"{verb} {resource} is granted"

@@ -1,14 +1,49 @@
-"""The pure status function, fed RayService statuses shaped exactly as KubeRay v1.7.0 writes them."""
+"""The pure status function, fed RayService statuses KubeRay v1.6.0 wrote in the lane (tests/data), and
+variants of them where a case cannot be produced there."""
 
+import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llm_operator.constants import Reason
-from llm_operator.status import Observed, Verdict, compute_status, rayservice_verdict, status_patch
+from llm_operator.status import (
+    Observed,
+    Verdict,
+    compute_status,
+    pods_waiting,
+    rayservice_verdict,
+    status_patch,
+    unscheduled_message,
+)
 
 MONITORS = Verdict(True, Reason.MONITORS_APPLIED)
 NOW = "2026-11-25T12:00:00Z"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "kuberay-v1.6.0"
+HASH = "28cbb5e3fdb3ff53"  # the spec hash the sampled RayService carries
+
+
+def sample(name: str) -> dict[str, Any]:
+    return dict(json.loads((SAMPLES / f"{name}.json").read_text()))
+
+
+def with_app(body: dict[str, Any], state: str, message: str = "", *, ready: str | None = None) -> dict[str, Any]:
+    changed = copy.deepcopy(body)
+    changed["status"]["activeServiceStatus"]["applicationStatuses"] = {
+        "llm": {"status": state, "message": message, "serveDeploymentStatuses": {}}
+    }
+    if ready is not None:
+        next(c for c in changed["status"]["conditions"] if c["type"] == "Ready")["status"] = ready
+    return changed
+
+
+def spec_changed(body: dict[str, Any]) -> dict[str, Any]:
+    """The RayService right after a spec change KubeRay has not seen yet."""
+    changed = copy.deepcopy(body)
+    changed["metadata"]["generation"] += 1
+    return changed
 
 
 def rayservice(
@@ -20,62 +55,104 @@ def rayservice(
     desired_workers: int = 1,
     message: str = "",
 ) -> dict[str, Any]:
+    """A RayService with a current status of the given shape (generation 1, observed by KubeRay)."""
     conditions = []
     if ready:
-        conditions.append(
-            {
-                "type": "Ready",
-                "status": ready,
-                "reason": "NonZeroServeEndpoints",
-                "message": "",
-                "lastTransitionTime": NOW,
-                "observedGeneration": 1,
-            }
-        )
+        conditions.append({"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints", "message": ""})
     if upgrading:
-        conditions.append(
-            {
-                "type": "UpgradeInProgress",
-                "status": upgrading,
-                "reason": "BothActivePendingClustersExist",
-                "message": "pending cluster",
-                "lastTransitionTime": NOW,
-                "observedGeneration": 1,
-            }
-        )
+        conditions.append({"type": "UpgradeInProgress", "status": upgrading, "reason": "Both", "message": ""})
     active: dict[str, Any] = {
-        "rayClusterName": "x-raycluster-abcde",
+        "rayClusterName": "x-abcde",
         "rayClusterStatus": {"readyWorkerReplicas": ready_workers, "desiredWorkerReplicas": desired_workers},
     }
     if app:
         active["applicationStatuses"] = {"llm": {"status": app, "message": message, "serveDeploymentStatuses": {}}}
     return {
+        "metadata": {"generation": 1},
         "status": {
             "conditions": conditions,
             "activeServiceStatus": active,
             "numServeEndpoints": 1,
             "observedGeneration": 1,
-        }
+        },
     }
 
 
 @pytest.mark.parametrize(
-    ("body", "phase", "ready"),
+    ("body", "phase", "reason"),
     [
-        (None, "Pending", False),
-        ({"spec": {}}, "Pending", False),
-        (rayservice(ready="False"), "Deploying", False),
-        (rayservice(ready="False", app="DEPLOYING"), "Deploying", False),
-        (rayservice(ready="True", app="RUNNING", ready_workers=1), "Ready", True),
-        (rayservice(ready="True", upgrading="True", app="RUNNING"), "Upgrading", True),
-        (rayservice(ready="True", app="UNHEALTHY", message="replica died"), "Degraded", True),
-        (rayservice(ready="False", app="UNHEALTHY"), "Degraded", False),
-        (rayservice(ready="False", app="DEPLOY_FAILED", message="ImportError"), "Failed", False),
+        (None, "Pending", "RayServiceNotFound"),
+        ({"metadata": {"generation": 1}, "spec": {}}, "Pending", "RayServicePending"),
+        (sample("ready"), "Ready", "Serving"),
+        # KubeRay has not acted on the new spec yet: the old version serves, this generation is not Ready.
+        (spec_changed(sample("ready")), "Upgrading", "Upgrading"),
+        (sample("upgrading-new-cluster-starting"), "Upgrading", "Upgrading"),
+        (sample("upgrading-new-cluster-deploying"), "Upgrading", "Upgrading"),
+        (sample("updating-in-place"), "Upgrading", "Upgrading"),
+        (with_app(sample("ready"), "UNHEALTHY", "replica died"), "Degraded", "Degraded"),
+        (with_app(sample("ready"), "DEPLOY_FAILED", "ImportError", ready="False"), "Failed", "DeployFailed"),
+        (with_app(sample("ready"), "DEPLOYING", ready="False"), "Deploying", "Deploying"),
+        (rayservice(ready="False"), "Deploying", "Deploying"),
     ],
 )
-def test_phase_from_kuberay_status(body: dict[str, Any] | None, phase: str, ready: bool) -> None:
-    got_phase, verdict = rayservice_verdict(body)
-    assert (got_phase, verdict.status) == (phase, ready)
+def test_phase_from_kuberay_status(body: dict[str, Any] | None, phase: str, reason: str) -> None:
+    got_phase, verdict = rayservice_verdict(body, HASH if body and "annotations" in body["metadata"] else None)
+    assert (got_phase, verdict.reason) == (phase, reason)
+    assert verdict.status is (phase == "Ready")
+
+
+def test_not_ready_until_the_rayservice_carries_this_generations_render() -> None:
+    """Our apply of the new spec has not happened (or failed): what KubeRay reports is for another render."""
+    phase, verdict = rayservice_verdict(sample("ready"), "0123456789abcdef")
+    assert (phase, verdict.status) == ("Upgrading", False)
+    assert rayservice_verdict(sample("ready"), HASH)[0] == "Ready"
+
+
+def test_rayservice_ready_mirrors_kuberay_while_upgrading() -> None:
+    status = compute_status(
+        name="tiny",
+        namespace="default",
+        generation=3,
+        min_replicas=1,
+        observed=Observed(sample("upgrading-new-cluster-deploying"), MONITORS, desired_hash=HASH),
+        previous={},
+        now=NOW,
+    )
+    kinds = {c["type"]: c for c in status["conditions"]}
+    assert (status["phase"], kinds["Ready"]["status"]) == ("Upgrading", "False")
+    assert (kinds["RayServiceReady"]["status"], kinds["RayServiceReady"]["reason"]) == ("True", "NonZeroServeEndpoints")
+    assert "DEPLOYING" in kinds["Ready"]["message"]
+
+
+def test_pods_not_ready_and_what_the_scheduler_says() -> None:
+    assert not pods_waiting(sample("ready"))
+    assert pods_waiting(sample("upgrading-new-cluster-starting"))  # the new cluster's head is not up yet
+    pod = {
+        "metadata": {"name": "m-abcde-gpu-workers-worker-xyz"},
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/7 nodes are available: 1 Insufficient nvidia.com/gpu.",
+                }
+            ]
+        },
+    }
+    message = unscheduled_message([pod, {"metadata": {"name": "m-head"}, "status": {}}])
+    assert message is not None and message.startswith("pod m-abcde-gpu-workers-worker-xyz cannot be scheduled: 0/7")
+    status = compute_status(
+        name="m",
+        namespace="ns",
+        generation=1,
+        min_replicas=1,
+        observed=Observed(rayservice(ready="False"), MONITORS, unscheduled=message),
+        previous={},
+        now=NOW,
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"], ready["message"]) == ("Deploying", "Unschedulable", message)
 
 
 def test_status_fields_and_conditions() -> None:

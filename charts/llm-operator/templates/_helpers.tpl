@@ -76,6 +76,11 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors", "podmonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# While KubeRay reports Ray pods not ready, the operator lists its deployment's pods (by label) to report
+# what the scheduler says of those it cannot place. Read only.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # The operator posts Events (create only; it never updates them).
 - apiGroups: [""]
   resources: ["events"]

@@ -176,6 +176,9 @@ def render_rayservice(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape:
     """The RayService of one LLMDeployment."""
     body = {
         "upgradeStrategy": {"type": spec.upgrade_strategy},
+        # The head runs no Serve replica (num-cpus 0): traffic goes to the GPU workers only, and KubeRay
+        # skips its per-request probe of the head pod's proxy.
+        "excludeHeadPodFromServeSvc": True,
         "serveConfigV2": serve_config(spec),
         "rayClusterConfig": {
             "rayVersion": env.ray_version,
