@@ -15,9 +15,8 @@ from collections.abc import Callable
 
 from kubernetes.client.exceptions import ApiException
 
-from llm_operator.devcluster import kuberay_ready_status
 from tests.conftest import OperatorProcess
-from tests.kubeutil import Cluster, llmd, write_rayservice_status
+from tests.kubeutil import Cluster, llmd
 from tests.reliability.conftest import (
     LD,
     convergence_problems,
@@ -30,21 +29,17 @@ BATCH = int(os.environ.get("RELIABILITY_BATCH", "20"))
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "10"))
 
 
-def _mutate(cluster: Cluster, namespace: str, rng: random.Random, alive: list[str], ready: set[str]) -> str:
+def _mutate(cluster: Cluster, namespace: str, rng: random.Random, alive: list[str]) -> str:
     """One random change that makes the operator work; returns what it did."""
-    action = rng.choice(["spec", "spec", "status", "delete", "create"])
+    action = rng.choice(["spec", "spec", "delete", "create"])
     name = rng.choice(alive)
     try:
         if action == "spec":
             spec = {"replicas": {"max": rng.randint(1, 4)}, "monitoring": {"interval": f"{rng.randint(5, 60)}s"}}
             cluster.custom.patch_namespaced_custom_object(*LD[:2], namespace, LD[2], name, {"spec": spec})
-        elif action == "status":
-            write_rayservice_status(cluster, namespace, name, kuberay_ready_status())
-            ready.add(name)
         elif action == "delete" and len(alive) > BATCH // 2:
             cluster.custom.delete_namespaced_custom_object(*LD[:2], namespace, LD[2], name)
             alive.remove(name)
-            ready.discard(name)
         else:
             name = f"new-{len(alive)}-{rng.randint(0, 10**6)}"
             create_llmd(cluster, llmd(name, namespace))
@@ -63,22 +58,20 @@ def test_sigkill_at_random_points_converges(
     alive = [f"d{i:02d}" for i in range(BATCH)]
     for name in alive:
         create_llmd(cluster, llmd(name, namespace))
-    ready: set[str] = set()
     operator = run_operator(cluster, args=["-n", namespace])
     started = time.monotonic()
     for kill in range(KILLS):
-        did = _mutate(cluster, namespace, rng, alive, ready)
+        did = _mutate(cluster, namespace, rng, alive)
         delay = rng.uniform(0.0, 1.2)
         time.sleep(delay)
         assert operator.process and operator.process.poll() is None, operator.output()[-3000:]
         operator.stop(signal.SIGKILL)
         print(f"kill {kill + 1}/{KILLS}: {did}, killed {delay:.2f}s later")
         operator = run_operator(cluster, args=["-n", namespace])
-    phases = {name: "Ready" for name in ready}
-    took = wait_converged(cluster, namespace, timeout=120, phases=phases)
+    took = wait_converged(cluster, namespace, timeout=120)
     print(f"{KILLS} kills in {time.monotonic() - started:.1f}s; converged {took:.1f}s after the last restart")
 
     # Converged means quiet: with nothing changing, nothing is written (kopf may finish its own bookkeeping).
     quiet = wait_quiet(cluster, namespace, timeout=30)
     print(f"quiet {quiet:.1f}s after convergence")
-    assert not convergence_problems(cluster, namespace, phases=phases)
+    assert not convergence_problems(cluster, namespace)

@@ -1,0 +1,52 @@
+"""Placement by the real scheduler on the catalog-shaped KWOK nodes, and what the status says when it fails.
+
+The model here is not in the lane's weight cache, so no Ray runs for these pods: only KubeRay, the
+scheduler and the operator are exercised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import OperatorProcess
+from tests.kuberay.conftest import LD, LaneCluster
+from tests.kubeutil import condition, llmd, wait_for
+
+
+def _placed(lane: LaneCluster, namespace: str, deployment: str) -> dict[str, str] | None:
+    """node-type -> node of the deployment's Ray pods, once both are scheduled."""
+    pods = lane.cluster.core.list_namespaced_pod(namespace, label_selector=f"llmops.dev/deployment={deployment}").items
+    placed = {p.metadata.labels["ray.io/node-type"]: p.spec.node_name for p in pods if p.spec.node_name}
+    return placed if len(placed) == 2 else None
+
+
+def test_gpu_workers_land_on_nodes_of_their_gpu(lane: LaneCluster, namespace: str, operator: OperatorProcess) -> None:
+    lane.check()
+    lane.cluster.apply(llmd("l4", namespace, accelerator={"type": "L4"}))
+    lane.cluster.apply(llmd("a10g", namespace, accelerator={"type": "A10G"}))
+    assert wait_for(lambda: _placed(lane, namespace, "l4"), timeout=90) == {
+        "head": "cpu-m5-4xlarge",
+        "worker": "gpu-g6-12xlarge",
+    }
+    assert wait_for(lambda: _placed(lane, namespace, "a10g"), timeout=90) == {
+        "head": "cpu-m5-4xlarge",
+        "worker": "gpu-g5-12xlarge",
+    }
+
+
+def test_a_gpu_shape_no_node_has_stays_unscheduled_and_says_why(
+    lane: LaneCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    lane.check()
+    # Eight A10Gs per replica (a g5.48xlarge): the pool's largest A10G node has four.
+    lane.cluster.apply(llmd("big", namespace, accelerator={"type": "A10G", "count": 8}))
+
+    def unschedulable() -> dict[str, Any] | None:
+        ready = condition(lane.cluster.get(*LD, namespace, "big"), "Ready")
+        return ready if ready and ready["reason"] == "Unschedulable" else None
+
+    ready = wait_for(unschedulable, timeout=120, what="Ready reason Unschedulable")
+    assert ready["status"] == "False"
+    assert "big-" in ready["message"] and "Insufficient nvidia.com/gpu" in ready["message"], ready["message"]
+    status = (lane.cluster.get(*LD, namespace, "big") or {})["status"]
+    assert status["phase"] == "Deploying" and status["ready"] == "0/1"
