@@ -1,9 +1,9 @@
 """`make demo`: the whole system on one machine, no cloud, no GPU; `make demo-down` stops it.
 
-Real: the control plane (etcd, kube-apiserver, kube-controller-manager) with the upstream CRDs, the chart's
-objects (helm), the operator, our Serve app (Ray Serve + vLLM on the CPU, tiny local model), llm-client.
-Simulated: no kubelet, KubeRay controller or GPU exists here, so the Serve app runs on this machine in
-place of the GPU worker and the RayService status is written the way KubeRay writes it.
+Real: the control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with the upstream
+CRDs, the chart's objects (helm), KubeRay's own controller, Ray, Ray Serve, vLLM (on the CPU, with a tiny
+model built locally), the operator, Prometheus and llm-client. Simulated: kubelets, containers, GPUs and
+cloud nodes (KWOK nodes shaped like EC2 GPU instances; a local Ray node stands in for each Ray pod).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,21 +20,19 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from llm_operator.devcluster import (
-    REPO_ROOT,
-    ControlPlane,
-    find_binaries,
-    group_alive,
-    kuberay_ready_status,
-    stop_groups,
-    stop_recorded,
-)
-from llm_serving.local import command as local_command
-from llm_serving.local import free_port, kill_session
+import httpx
+
+from llm_dev.binaries import REPO_ROOT, find_binaries
+from llm_dev.controlplane import ControlPlane
+from llm_dev.lane import Lane
+from llm_dev.processes import Processes, stop_recorded
+from llm_serving.local import free_port
 
 STATE = REPO_ROOT / ".demo"
 EXAMPLES = REPO_ROOT / "examples"
 DEMO_NAME, SEED_NAME = "tiny-demo", "mistral-7b"
+STEPS = 7
+READY_TIMEOUT_S = 600
 
 
 def say(text: str) -> None:
@@ -41,8 +40,12 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
+def indent(text: str) -> str:
+    return "    " + text.rstrip().replace("\n", "\n    ")
+
+
 def step(number: int, text: str) -> None:
-    say(f"\n\033[1m[{number}/7] {text}\033[0m")
+    say(f"\n\033[1m[{number}/{STEPS}] {text}\033[0m")
 
 
 class Demo:
@@ -51,65 +54,30 @@ class Demo:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.plane = ControlPlane(state / "cluster")
-        self.processes_file = state / "processes.json"
+        self.lane = Lane(self.plane, state / "lane", with_prometheus=True)
+        self.children = Processes(state)
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         return self.plane.kubectl(*args, input=input)
 
-    def spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> int:
-        log = (self.state / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            list(args),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        recorded = json.loads(self.processes_file.read_text()) if self.processes_file.exists() else {}
-        recorded[name] = process.pid
-        self.processes_file.write_text(json.dumps(recorded))
-        return process.pid
-
     def stop(self) -> bool:
-        """Stop every process the demo started; True if anything was running."""
-        stopped = stop_recorded(self.state / "cluster")
-        if self.processes_file.exists():
-            # Each process leads its own session; Ray moves some of its own (e.g. Serve's HAProxy) out of
-            # the group, so what is left of each session goes too.
-            stop_groups(list(json.loads(self.processes_file.read_text()).values()), 30, then=kill_session)
-            self.processes_file.unlink()
-            stopped = True
-        return stopped
+        """Stop every process the demo started (recorded pids, so a later `down` works); True if any ran."""
+        stopped = [stop_recorded(self.state), stop_recorded(self.lane.state_dir, grace=20)]
+        stopped += [stop_recorded(self.lane.nodes_dir), stop_recorded(self.plane.state_dir)]
+        return any(stopped)
 
 
-def _wait_http(url: str, timeout: float, what: str, pid: int, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not group_alive(pid):
-            tail = log.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"demo: {what} exited; the end of {log}:\n{tail}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.5)
-    raise SystemExit(f"demo: {what} did not come up within {timeout:.0f}s")
-
-
-def _phase(demo: Demo, name: str) -> str:
-    return demo.kubectl("get", "llmd", name, "-o", "jsonpath={.status.phase}")
+def _jsonpath(demo: Demo, kind: str, name: str, path: str) -> str:
+    return demo.kubectl("get", kind, name, "-o", f"jsonpath={path}")
 
 
 def _control_plane(demo: Demo, options: argparse.Namespace) -> str:
-    step(2, "Local Kubernetes control plane on 127.0.0.1, CRDs, and the operator's chart")
+    step(2, "Kubernetes control plane on 127.0.0.1, upstream CRDs, and the operator's chart")
     started = time.monotonic()
     demo.plane.start()
     kubeconfig = str(demo.plane.kubeconfig)
-    say(
-        f"    API server {demo.plane.server} up with CRDs in {time.monotonic() - started:.1f}s; "
-        f"export KUBECONFIG={kubeconfig}"
-    )
-    say("    " + demo.kubectl("get", "crd", "-o", "name").replace("\n", "\n    ").rstrip())
+    say(f"    API server {demo.plane.server} up with CRDs in {time.monotonic() - started:.1f}s")
+    say(indent(demo.kubectl("get", "crd", "-o", "name")))
     helm = demo.plane.binaries.helm if demo.plane.binaries else None
     if helm and not options.no_chart:
         chart = REPO_ROOT / "charts" / "llm-operator"
@@ -132,15 +100,38 @@ def _control_plane(demo: Demo, options: argparse.Namespace) -> str:
         )
         if result.returncode != 0:
             raise SystemExit(f"demo: helm install failed: {result.stderr.strip()}")
-        say("    helm installed the chart (no kubelet here: its pod never starts; the operator runs locally instead):")
-        say("    " + demo.kubectl("get", "deploy,sa,svc", "-n", "llm-operator").replace("\n", "\n    ").rstrip())
+        say("    helm installed the chart. No Deployment controller runs here, so its operator pod is never created")
+        say("    (there is no image on this machine either): the operator runs as a local process (step 4).")
+        say(indent(demo.kubectl("get", "deploy,sa,svc", "-n", "llm-operator")))
     return kubeconfig
 
 
+def _lane(demo: Demo) -> None:
+    assert demo.plane.binaries
+    step(3, f"The KubeRay lane: kube-scheduler, KWOK nodes, KubeRay v{demo.plane.binaries.kuberay_version}, Prometheus")
+    started = time.monotonic()
+    demo.lane.start()
+    took = time.monotonic() - started
+    say(f"    up in {took:.1f}s; the node pool (KWOK nodes shaped like EC2 instances, no real machines):")
+    columns = ",".join(
+        [
+            "NAME:.metadata.name",
+            "INSTANCE-TYPE:.metadata.labels.node\\.kubernetes\\.io/instance-type",
+            "GPUS:.status.capacity.nvidia\\.com/gpu",
+        ]
+    )
+    say(indent(demo.kubectl("get", "nodes", "-o", f"custom-columns={columns}")))
+    say("    SIMULATED: kubelets, containers, GPUs and cloud nodes. A local Ray node stands in for each Running Ray")
+    say("    pod (head: dashboard + Serve; worker: its GPUs as logical GPUs), reached through the lane's cluster")
+    say(f"    network (HTTP_PROXY={demo.lane.proxy_url}). REAL: API server, scheduler, KubeRay, Ray, Serve, vLLM,")
+    say("    the operator, Prometheus.")
+
+
 def _operator(demo: Demo, kubeconfig: str) -> None:
-    step(3, "The operator, running locally")
+    step(4, "The operator, running locally")
+    assert demo.lane.prometheus
     liveness = free_port()
-    pid = demo.spawn(
+    process = demo.children.spawn(
         "operator",
         [
             sys.executable,
@@ -154,63 +145,66 @@ def _operator(demo: Demo, kubeconfig: str) -> None:
             "--metrics-port",
             "0",
         ],
+        env={
+            "LLMOP_PROMETHEUS_URL": demo.lane.prometheus.url,
+            "LLMOP_METRICS_SECONDS": "5",
+            "LLMOP_RECHECK_SECONDS": "5",
+            "HTTP_PROXY": demo.lane.proxy_url,
+            "NO_PROXY": "127.0.0.1,localhost",
+        },
     )
-    _wait_http(f"http://127.0.0.1:{liveness}/healthz", 120, "the operator", pid, demo.state / "operator.log")
-    say(f"    operator live; log: {demo.state / 'operator.log'}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        demo.children.check("operator")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2):
+            say(f"    operator live (pid {process.pid}); log: {demo.state / 'operator.log'}")
+            return
+        time.sleep(0.5)
+    raise SystemExit("demo: the operator did not come up within 120s")
 
 
 def _apply(demo: Demo) -> None:
-    step(4, "kubectl apply: the seed's Mistral-7B on g5, and the demo's tiny model")
+    step(5, "kubectl apply: the seed's Mistral-7B on g5, and the demo's tiny model; KubeRay takes it from there")
     demo.kubectl("create", "secret", "generic", "hf-token", "--from-literal=token=demo-placeholder-not-a-token")
     for path in (EXAMPLES / "mistral-7b-g5.yaml", EXAMPLES / "demo-tiny-cpu.yaml"):
-        say("    " + demo.kubectl("apply", "-f", str(path)).strip())
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not all(_phase(demo, n) for n in (SEED_NAME, DEMO_NAME)):
-        time.sleep(0.3)
-    say(demo.kubectl("get", "llmdeployments"))
-    rendered = json.loads(demo.kubectl("get", "rayservice", SEED_NAME, "-o", "json"))
-    group = rendered["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
-    pod = group["template"]["spec"]
+        say(indent(demo.kubectl("apply", "-f", str(path))))
+    say("    waiting for KubeRay to bring tiny-demo up (Ray cluster, Serve app, vLLM on the CPU: 1-3 minutes) ...")
+    started, deadline = time.monotonic(), time.monotonic() + READY_TIMEOUT_S
+    while _jsonpath(demo, "llmd", DEMO_NAME, "{.status.phase}") != "Ready":
+        demo.lane.check()
+        if time.monotonic() > deadline:
+            status = _jsonpath(demo, "llmd", DEMO_NAME, "{.status}")
+            raise SystemExit(f"demo: {DEMO_NAME} not Ready after {READY_TIMEOUT_S}s; status: {status}")
+        time.sleep(2)
+    say(f"    Ready after {time.monotonic() - started:.0f}s, as KubeRay reported it:")
+    say(indent(demo.kubectl("get", "llmdeployments")))
+    say(indent(demo.kubectl("get", "rayservice,raycluster,pods", "-o", "wide")))
+    fields = json.loads(demo.kubectl("get", "rayservice", DEMO_NAME, "--show-managed-fields", "-o", "json"))
+    writers = {(f["manager"], f.get("subresource", "spec")) for f in fields["metadata"]["managedFields"]}
+    say(f"    RayService {DEMO_NAME} written by: " + ", ".join(f"{m} ({part})" for m, part in sorted(writers)))
+    seed = json.loads(demo.kubectl("get", "rayservice", SEED_NAME, "-o", "json"))
+    pod = seed["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     say(
-        f"    RayService {SEED_NAME}: worker group {group['groupName']}, {group['minReplicas']}-{group['maxReplicas']} "
-        f"replicas, requests {pod['containers'][0]['resources']['requests']}, nodeSelector {pod['nodeSelector']}"
+        f"    {SEED_NAME}: workers request {pod['containers'][0]['resources']['requests']} on nodes matching "
+        f"{pod.get('nodeSelector') or pod.get('affinity')}; its pods run in KWOK, but no Ray runs for them here"
     )
-    say("    serveConfigV2:\n      " + rendered["spec"]["serveConfigV2"].strip().replace("\n", "\n      "))
-    say("    everything: kubectl get rayservice,servicemonitor,podmonitor -o yaml")
+    say("    (its 14.5 GB of weights are not on this machine), so KubeRay keeps waiting for its dashboard.")
 
 
-def _serve(demo: Demo) -> int:
-    step(5, "Serve app on the CPU in place of the GPU worker (real Ray Serve + real vLLM, tiny local model)")
-    model = demo.state / "tiny-model"
-    subprocess.run([sys.executable, "-m", "llm_serving.tiny_model", str(model)], check=True, capture_output=True)
-    port, metrics = free_port(), free_port()
-    pid = demo.spawn("serving", local_command(model, port=port, metrics_port=metrics, served_name="tiny"))
-    say("    starting Ray Serve + vLLM (about a minute on 2 cores) ...")
-    _wait_http(f"http://127.0.0.1:{port}/v1/models", 600, "the Serve app", pid, demo.state / "serving.log")
-    say(f"    serving the OpenAI API at http://127.0.0.1:{port}/v1 (Ray metrics on :{metrics})")
-    say(
-        "    SIMULATED: no KubeRay controller runs here, so the demo writes the RayService status the way KubeRay "
-        "does (Ready, application RUNNING, 1 ready worker)"
-    )
-    demo.kubectl(
-        "patch",
-        "rayservice",
-        DEMO_NAME,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": kuberay_ready_status(f"{DEMO_NAME}-raycluster-local")}),
-    )
-    deadline = time.monotonic() + 30
-    while _phase(demo, DEMO_NAME) != "Ready" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    say(demo.kubectl("get", "llmdeployments", "-o", "wide"))
-    return port
-
-
-def _client(demo: Demo, port: int, prompts: Path) -> int:
-    step(6, "llm-client: prompts in, results out, real token counts")
+def _client(demo: Demo, prompts: Path) -> int:
+    step(6, "llm-client through the serve Service, as a client in the cluster would call it; live figures")
     results = demo.state / "results.txt"
+    url = f"http://{DEMO_NAME}-serve-svc.default.svc.cluster.local:8000"
+    # One request first, and the run only once Prometheus has its counters: a series appears with its first
+    # observation (Ray exports every 10 s), and a rate needs two samples of it.
+    httpx.post(
+        f"{url}/v1/completions", json={"model": "tiny", "prompt": "warm-up", "max_tokens": 1}, proxy=demo.lane.proxy_url
+    ).raise_for_status()
+    assert demo.lane.prometheus
+    series = f'ray_vllm_generation_tokens_total{{llm_deployment="{DEMO_NAME}"}}'
+    deadline = time.monotonic() + 60
+    while not demo.lane.prometheus.query(series) and time.monotonic() < deadline:
+        time.sleep(1)
     client = subprocess.run(
         [
             sys.executable,
@@ -218,7 +212,7 @@ def _client(demo: Demo, port: int, prompts: Path) -> int:
             "llm_serving.client",
             str(prompts),
             "--url",
-            f"http://127.0.0.1:{port}",
+            url,
             "--max-tokens",
             "32",
             "--no-progress",
@@ -228,35 +222,49 @@ def _client(demo: Demo, port: int, prompts: Path) -> int:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "HTTP_PROXY": demo.lane.proxy_url, "NO_PROXY": "127.0.0.1,localhost"},
     )
-    say(client.stdout.rstrip() or client.stderr.rstrip())
-    if client.returncode == 0:
-        say(f"    results: {results}")
-    return client.returncode
+    say(indent(client.stdout or client.stderr))
+    if client.returncode != 0:
+        return client.returncode
+    say(f"    results: {results}")
+    deadline = time.monotonic() + 90
+    while float(_jsonpath(demo, "llmd", DEMO_NAME, "{.status.metrics.outputTokensPerSecond}") or 0) <= 0:
+        if time.monotonic() > deadline:
+            say("    (no live figures yet: Prometheus has not scraped the run; see kubectl get llmd -o wide later)")
+            break
+        time.sleep(2)
+    say("    kubectl get llmd -o wide (figures sampled from Prometheus, which scrapes what the monitors select):")
+    say(indent(demo.kubectl("get", "llmd", "-o", "wide")))
+    return 0
 
 
 def up(options: argparse.Namespace) -> int:
     """Start everything, step by step; leaves it running."""
     demo = Demo(options.state_dir)
     demo.stop()
-    options.state_dir.mkdir(parents=True, exist_ok=True)
-    step(1, "Environment: .venv and the control-plane binaries")
+    shutil.rmtree(options.state_dir, ignore_errors=True)  # each demo starts from an empty cluster
+    options.state_dir.mkdir(parents=True)
+    step(1, "Environment: .venv, the control plane and the KubeRay lane's binaries (built once, then cached)")
     demo.plane.binaries = find_binaries()
     say(f"    binaries in {demo.plane.binaries.kube_apiserver.parent}")
     kubeconfig = _control_plane(demo, options)
+    _lane(demo)
     _operator(demo, kubeconfig)
     _apply(demo)
-    port = _serve(demo)
-    code = _client(demo, port, options.prompts or EXAMPLES / "prompts.txt")
+    code = _client(demo, options.prompts or EXAMPLES / "prompts.txt")
     if code != 0:
         return code
     step(7, "Running. Stop everything with: make demo-down")
     say(f"    export KUBECONFIG={kubeconfig}; kubectl get llmd -o wide")
+    say(
+        f"    HTTP_PROXY={demo.lane.proxy_url} curl http://{DEMO_NAME}-serve-svc.default.svc.cluster.local:8000/v1/models"
+    )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_operator.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m llm_dev.demo", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--state-dir", type=Path, default=STATE, help="where the demo keeps its processes' files")
     parser.add_argument("--no-chart", action="store_true", help="skip installing the chart's objects")

@@ -79,7 +79,10 @@ def _train_tokenizer(folder: Path) -> None:
 def _save_model(folder: Path, vocab_size: int, bos_id: int, eos_id: int, pad_id: int) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as transformers_logging
 
+    # A two-megabyte save needs no progress bar on every caller's terminal.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=128,
