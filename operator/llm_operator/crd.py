@@ -20,7 +20,7 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
-    # Live figures sampled from Prometheus (`kubectl get llmd -o wide`); Sampled shows their age.
+    # Live figures sampled from Prometheus (`kubectl get llmd -o wide`); Sampled: when they last changed.
     {"name": "Req/s", "type": "number", "jsonPath": ".status.metrics.requestsPerSecond", "priority": 1},
     {"name": "TTFT-p50(s)", "type": "number", "jsonPath": ".status.metrics.ttftP50Seconds", "priority": 1},
     {"name": "Tokens/s", "type": "number", "jsonPath": ".status.metrics.outputTokensPerSecond", "priority": 1},
@@ -28,6 +28,18 @@ PRINTER_COLUMNS = [
     {"name": "Sampled", "type": "date", "jsonPath": ".status.metrics.sampleTime", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+
+# KubeRay names its RayCluster, Services and pods after the RayService, and refuses a RayService name that is
+# not a DNS-1035 label; ours is named after the LLMDeployment (capped with a hash beyond KubeRay's length).
+NAME_RULE = {
+    "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63",
+    "message": (
+        "metadata.name must be a DNS-1035 label (at most 63 lowercase letters, digits and '-', starting with a "
+        "letter and ending with a letter or digit): KubeRay names the RayService and its pods after it"
+    ),
+    "reason": "FieldValueInvalid",
+}
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -123,6 +135,7 @@ def crd() -> dict[str, Any]:
                             "type": "object",
                             "description": "An LLM served with vLLM on Ray Serve (KubeRay) behind the OpenAI API.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": [NAME_RULE],
                             "properties": {
                                 "apiVersion": {
                                     "type": "string",

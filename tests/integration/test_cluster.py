@@ -50,6 +50,14 @@ def test_invalid_specs_are_rejected_by_the_server_naming_the_field(cluster: Clus
     assert listed.strip() == ""
 
 
+def test_names_kuberay_would_refuse_are_refused_saying_why(cluster: Cluster, namespace: str) -> None:
+    """KubeRay refuses a RayService whose name is not a DNS-1035 label; ours is named after the deployment."""
+    for name in ("7b-instruct", "a" * 64):
+        output = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(llmd(name, namespace)), check=False)
+        assert "metadata.name must be a DNS-1035 label" in output and "KubeRay" in output, output
+    assert "created" in cluster.apply(llmd("m" * 63, namespace))
+
+
 def test_explain_reads_like_docs(cluster: Cluster) -> None:
     text = cluster.kubectl("explain", "llmd.spec.engine")
     assert "maxModelLen" in text and "vLLM engine settings" in text
