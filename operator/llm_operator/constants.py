@@ -56,6 +56,7 @@ class ConditionType(StrEnum):
     MONITORING_READY = "MonitoringReady"
     CAPACITY_PLANNED = "CapacityPlanned"
     METRICS_AVAILABLE = "MetricsAvailable"
+    APPLIED = "Applied"
 
 
 class Reason(StrEnum):
@@ -71,6 +72,10 @@ class Reason(StrEnum):
     DEGRADED = "Degraded"
     DEPLOY_FAILED = "DeployFailed"
     UNSCHEDULABLE = "Unschedulable"
+    APPLIED = "Applied"
+    FORBIDDEN = "Forbidden"
+    INVALID = "Invalid"
+    CHILD_CONFLICT = "ChildConflict"
     CRD_NOT_INSTALLED = "CRDNotInstalled"
     DISABLED = "Disabled"
     MONITORS_APPLIED = "MonitorsApplied"

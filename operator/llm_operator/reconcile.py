@@ -1,41 +1,41 @@
-"""One idempotent reconcile: validate -> plan -> render -> apply what differs -> status if changed.
+"""One idempotent reconcile, top to bottom: validate -> plan -> render -> apply -> observe -> status.
 
-No kopf here: handlers call `reconcile()` and post the events it returns. A second call on an unchanged
-object makes no write: children are applied only when the rendered fields differ from the live object,
-and the status is patched only when it changed.
+No kopf here, and no decision about *when* to run (the worklist's): reconcile decides *what* to do from
+the object, what its `Memory` holds and the children the caller holds (a watch event's). A child it
+remembers is trusted until news of it arrives; one it does not is read first, and never changed unless it
+is ours (its controller ownerReference is this LLMDeployment). A second call on an unchanged object makes
+no write. A write the API refuses becomes the `Applied` condition and an Event, not a silent retry.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from llm_operator import constants as c
 from llm_operator import live_metrics, naming
-from llm_operator.capacity_check import CapacityOutcome, check_capacity
-from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
+from llm_operator.capacity_check import check_capacity
+from llm_operator.catalog import Catalog
 from llm_operator.constants import Reason
-from llm_operator.freshness import Newest
+from llm_operator.desired import controller_of, is_ours, is_subset, rayservice, render_children, spec_hash, validate
 from llm_operator.k8s import (
     CONFIGMAP,
     KINDS,
     PODMONITOR,
     RAYSERVICE,
     SERVICEMONITOR,
+    ApiError,
     ConflictError,
     GoneError,
     Kube,
 )
+from llm_operator.memory import Memory
 from llm_operator.metrics import observe_phase, reconcile_timer
-from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
+from llm_operator.models import LLMDeploymentSpec
 from llm_operator.render.common import Owner
-from llm_operator.render.dashboards import DashboardTarget, configmap_name, render_dashboard_configmap
-from llm_operator.render.monitors import render_podmonitor, render_servicemonitor
-from llm_operator.render.rayservice import RayEnv, WorkerShape, render_rayservice
+from llm_operator.render.dashboards import configmap_name
 from llm_operator.settings import Settings
 from llm_operator.status import (
     Observed,
@@ -46,6 +46,9 @@ from llm_operator.status import (
     unscheduled_message,
     with_metrics,
 )
+
+# What the API's refusal of a write means for the user; anything else is retried with backoff.
+REFUSALS = {403: Reason.FORBIDDEN, 404: Reason.CRD_NOT_INSTALLED, 422: Reason.INVALID, 400: Reason.INVALID}
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class Outcome:
     writes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
-    # The status waits on what no watch of ours reports (a pod the scheduler cannot place yet): re-check.
+    # The status waits on what no watch of ours reports (a pod the scheduler cannot place, a refused
+    # write, a child that is not ours): the worklist re-checks.
     waiting: bool = False
 
 
@@ -79,127 +83,204 @@ class Context:
     sample: Callable[..., dict[str, float | None]] = live_metrics.sample
 
 
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_locks_guard = threading.Lock()
-# The newest LLMDeployment and RayService seen per object: a late watch event must not roll status back.
-_newest = Newest()
-
-
-@contextmanager
-def _serialized(namespace: str, name: str) -> Iterator[None]:
-    """One reconcile at a time per object (handlers for the object and its children may overlap)."""
-    with _locks_guard:
-        lock = _locks.setdefault((namespace, name), threading.Lock())
-    with lock:
-        yield
-
-
-def is_news(namespace: str, owner_name: str, child: Mapping[str, Any]) -> bool:
-    """Whether a child's watch event shows something no reconcile has seen (not an echo of our write)."""
-    return _newest.is_news((namespace, owner_name), child)
-
-
-def is_status_only(namespace: str, owner_name: str, child: Mapping[str, Any]) -> bool:
-    """Whether a child's event changes only its status (its generation is the one last seen)."""
-    return _newest.same_generation((namespace, owner_name), child)
-
-
-def newest_copy(namespace: str, name: str) -> dict[str, Any] | None:
-    """The newest copy of an LLMDeployment seen by reconcile, if any."""
-    return _newest.copy((namespace, name), c.KIND)
-
-
-def forget(namespace: str, name: str) -> None:
-    """Drop per-object state of a deleted LLMDeployment."""
-    with _locks_guard:
-        _locks.pop((namespace, name), None)
-    _newest.forget((namespace, name))
-
-
-def is_subset(desired: Any, actual: Any) -> bool:
-    """Whether every field we render has the same value live (server defaults may add more)."""
-    if isinstance(desired, dict):
-        return isinstance(actual, dict) and all(
-            key in actual and is_subset(value, actual[key]) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(actual, list)
-            and len(desired) == len(actual)
-            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
-        )
-    return bool(desired == actual) or (str(desired) == str(actual) and type(desired) is not bool)
-
-
-def worker_shape(spec: LLMDeploymentSpec, catalog: Catalog) -> WorkerShape:
-    """GPU worker pod shape from the accelerator catalog; raises CatalogError naming the field."""
-    accelerator = spec.accelerator
-    instance = catalog.instance_for(accelerator.type, accelerator.count, accelerator.instance_type)
-    cpu, memory = worker_resources(instance, accelerator.count)
-    return WorkerShape(
-        gpus=accelerator.count,
-        cpu=cpu,
-        memory=memory,
-        node_selector=catalog.node_selector(accelerator.type, accelerator.instance_type),
-        tolerations=gpu_tolerations(),
-    )
-
-
-def ray_env(spec: LLMDeploymentSpec, settings: Settings) -> RayEnv:
-    return RayEnv(
-        image=spec.image or settings.default_image,
-        ray_version=settings.ray_version,
-        grafana_url=settings.grafana_url,
-        grafana_iframe_url=settings.grafana_iframe_url,
-        prometheus_url=settings.prometheus_url,
-    )
-
-
-def dashboard_target(settings: Settings) -> DashboardTarget:
-    return DashboardTarget(
-        namespace=settings.dashboard_namespace,
-        label=settings.dashboard_label,
-        label_value=settings.dashboard_label_value,
-    )
-
-
-def render_children(
-    owner: Owner, spec: LLMDeploymentSpec, settings: Settings, catalog: Catalog, *, monitoring: bool = True
-) -> list[dict[str, Any]]:
-    """Every child of an LLMDeployment (monitors and dashboards only when enabled and `monitoring` CRDs are served)."""
-    children = [render_rayservice(owner, spec, ray_env(spec, settings), worker_shape(spec, catalog))]
-    if spec.monitoring.enabled and monitoring:
-        children += [render_servicemonitor(owner, spec.monitoring), render_podmonitor(owner, spec.monitoring)]
-        if spec.monitoring.dashboards:
-            children.append(render_dashboard_configmap(owner, spec, dashboard_target(settings)))
-    return children
-
-
-def validate(
-    spec_body: Mapping[str, Any],
-    namespace: str,
-    catalog: Catalog,
-    secret_exists: Callable[[str, str], bool] | None = None,
-) -> tuple[LLMDeploymentSpec | None, list[str]]:
-    """Parse and check a spec; every problem as `spec.field.path: message` (Secrets only with a lookup)."""
-    try:
-        spec = parse_spec(dict(spec_body) if isinstance(spec_body, Mapping) else spec_body)
-    except SpecError as error:
-        return None, error.errors
-    errors = validate_spec(spec)
-    try:
-        worker_shape(spec, catalog)
-    except CatalogError as error:
-        errors.append(str(error))
-    ref = spec.model.token_secret_ref
-    if secret_exists and ref and not secret_exists(namespace, ref.name):
-        errors.append(f"spec.model.tokenSecretRef.name: Secret '{ref.name}' not found in namespace '{namespace}'")
-    return spec, errors
-
-
 def _owner(body: Mapping[str, Any]) -> Owner:
     meta = body["metadata"]
     return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def reconcile(
+    ctx: Context, body: Mapping[str, Any], memory: Memory | None = None, *, held: Mapping[str, Any] = {}
+) -> Outcome:
+    """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
+
+    `held` may carry children the caller holds (kind -> object, or None: deleted), e.g. from a watch event.
+    For an object or namespace that is gone or being deleted there is nothing to do: no retries.
+    """
+    memory = memory if memory is not None else Memory(str(body["metadata"].get("uid", "")))
+    try:
+        with memory.lock, reconcile_timer() as result:
+            outcome = _reconcile(ctx, memory.pick(body), memory, held)
+            result["result"] = "changed" if outcome.writes else "unchanged"
+            return outcome
+    except GoneError as gone:
+        if gone.namespace != body["metadata"]["namespace"]:
+            raise  # e.g. the configured dashboard namespace does not exist: retried, logged
+        return Outcome()
+
+
+def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapping[str, Any]) -> Outcome:
+    owner, outcome = _owner(body), Outcome()
+    generation = int(body["metadata"].get("generation", 1))
+    # Held children that are no news by now (another reconcile read or wrote them since, e.g. the echo of an
+    # apply still in flight) are dropped; deletions are always news.
+    news = {kind: obj for kind, obj in held.items() if obj is None or memory.is_news(obj)}
+    if held and not news and memory.generation == generation:
+        return outcome
+    previous = dict(body.get("status") or {})
+    now = ctx.now()
+
+    # Validate.
+    lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None
+    spec, errors = validate(body["spec"], owner.namespace, ctx.catalog, lookup)
+    if errors or spec is None:
+        _write_invalid(ctx, body, memory, "; ".join(errors), previous, now=now, outcome=outcome)
+        memory.generation = generation
+        return outcome
+
+    # Plan: the capacity check, and which children to read, compare or apply.
+    capacity = check_capacity(spec, ctx.catalog)
+    monitoring_on, monitoring = _monitoring(ctx, spec)
+    changed = memory.generation != generation
+    live: dict[str, dict[str, Any] | None] = {}
+    refused: Verdict | None = None
+    if capacity.blocked is not None:
+        if previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason:
+            outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
+    elif (
+        changed
+        or any(obj is None or not memory.same_generation(obj) for obj in news.values())
+        or not all(memory.knows(kind) for kind in _kinds(spec, monitoring_on))
+    ):
+        # Render, then apply what differs from the live objects (read only when not remembered).
+        desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
+        memory.rendered = (generation, spec_hash(desired[0]))
+        if changed:
+            _sync_dashboards(ctx, body, memory, desired, outcome)
+            if not spec.monitoring.enabled:
+                _remove_monitors(ctx, owner, memory, outcome)
+        live, refused = _sync_children(ctx, memory, owner, desired, news, changed=changed, outcome=outcome)
+
+    # Observe: the RayService as KubeRay reports it, and why a pod cannot be placed.
+    observed_rayservice = _observe_rayservice(ctx, memory, owner, live, news)
+    desired_hash = None
+    if capacity.blocked is None:
+        if memory.rendered is None or memory.rendered[0] != generation:
+            memory.rendered = (generation, spec_hash(rayservice(owner, spec, ctx.settings, ctx.catalog)))
+        desired_hash = memory.rendered[1]
+    status = compute_status(
+        name=owner.name,
+        namespace=owner.namespace,
+        generation=generation,
+        min_replicas=spec.replicas.min,
+        observed=Observed(
+            rayservice=observed_rayservice,
+            monitoring=monitoring,
+            capacity=capacity.condition,
+            capacity_plan=capacity.plan,
+            blocked=capacity.blocked,
+            desired_hash=desired_hash,
+            unscheduled=_unscheduled(ctx, owner, observed_rayservice, outcome),
+            refused=refused,
+        ),
+        previous=previous,
+        now=now,
+    )
+    if refused is not None:
+        outcome.waiting = True  # no watch tells us when RBAC, a CRD or the other object changes
+        if (_condition(previous, c.ConditionType.APPLIED) or {}).get("message") != refused.message:
+            outcome.events.append(Event("Warning", refused.reason, refused.message))
+    _write_status(ctx, body, memory, status, outcome)
+    memory.generation = generation  # a refused write is re-checked on the worklist's timer
+    return outcome
+
+
+def _kinds(spec: LLMDeploymentSpec, monitoring_on: bool) -> list[str]:
+    """The kinds of children this spec renders."""
+    kinds = ["RayService"]
+    if spec.monitoring.enabled and monitoring_on:
+        kinds += ["ServiceMonitor", "PodMonitor"] + (["ConfigMap"] if spec.monitoring.dashboards else [])
+    return kinds
+
+
+def _sync_children(
+    ctx: Context,
+    memory: Memory,
+    owner: Owner,
+    desired: list[dict[str, Any]],
+    news: Mapping[str, Any],
+    *,
+    changed: bool,
+    outcome: Outcome,
+) -> tuple[dict[str, dict[str, Any] | None], Verdict | None]:
+    """Apply each child that is missing or differs; the live children, and the first refusal, if any.
+
+    A remembered child is trusted unless news of it came (then compared with it) or the spec changed (then
+    applied without reading: server-side apply of an unchanged object writes nothing). A child not
+    remembered is read and compared first, and left alone if it is not ours.
+    """
+    live: dict[str, dict[str, Any] | None] = {}
+    stale: list[dict[str, Any]] = []
+    conflicts: list[str] = []
+    unknown = [body for body in desired if body["kind"] not in news and not memory.knows(body["kind"])]
+    # What is not remembered is read, all at once; only its metadata when it is to be applied anyway.
+    wanted = [(KINDS[b["kind"]], b["metadata"]["namespace"], b["metadata"]["name"]) for b in unknown]
+    read = dict(zip((b["kind"] for b in unknown), ctx.kube.get_all(wanted, metadata_only=changed), strict=True))
+    for body in desired:
+        kind, meta = body["kind"], body["metadata"]
+        if kind in news:
+            actual = news[kind]
+            if actual is not None and not changed and memory.same_generation(actual):
+                live[kind] = actual  # only its status or metadata moved: its spec is the one we applied
+                continue
+        elif memory.knows(kind):
+            if changed:
+                stale.append(body)
+            continue
+        else:
+            actual = read[kind]
+        if actual is not None and not is_ours(actual, owner):
+            owner_text = controller_of(actual) or "no controller"
+            conflicts.append(f"{kind} {meta['namespace']}/{meta['name']} exists and is controlled by {owner_text}")
+        elif actual is None or changed or not is_subset(body, actual):
+            stale.append(body)
+        else:
+            live[kind] = actual
+    refusals: list[tuple[ApiError, str]] = []
+    for body, applied in zip(stale, ctx.kube.apply_all(stale), strict=True):
+        meta = body["metadata"]
+        if isinstance(applied, ApiError):
+            if applied.status not in REFUSALS:
+                raise applied  # conflicts, throttling, server errors: retried with backoff
+            refusals.append((applied, f"{body['kind']} {meta['namespace']}/{meta['name']}"))
+            continue
+        outcome.writes.append(f"apply {body['kind']}/{meta['name']}")
+        live[body["kind"]] = applied
+    for actual in live.values():
+        if actual is not None:
+            memory.note(actual)
+    if conflicts:
+        return live, Verdict(False, Reason.CHILD_CONFLICT, "; ".join(conflicts) + ": not changed")
+    if refusals:
+        error, what = refusals[0]
+        reason = REFUSALS[error.status]
+        if error.status == 404 and '"kind":"namespaces"' not in error.body:
+            return live, Verdict(False, reason, f"{what}: its CRD is not installed ({error.message})")
+        return live, Verdict(False, reason, f"{what}: {error.message or error}")
+    return live, None
+
+
+def _observe_rayservice(
+    ctx: Context, memory: Memory, owner: Owner, live: Mapping[str, Any], news: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The newest RayService of ours: as applied, read or given, else the copy remembered, else a GET."""
+    found = live.get("RayService") or news.get("RayService")
+    if found is None and "RayService" not in news:
+        name = naming.rayservice_name(owner.name)
+        found = memory.copy("RayService") or ctx.kube.get(RAYSERVICE, owner.namespace, name)
+    if found is None or not is_ours(found, owner):  # someone else's, of the same name: not ours to report
+        memory.drop("RayService")
+        return None
+    return dict(memory.pick(found, keep_spec=False))
+
+
+def _unscheduled(ctx: Context, owner: Owner, rayservice: dict[str, Any] | None, outcome: Outcome) -> str | None:
+    """While KubeRay reports pods not ready: what the scheduler says of those it cannot place. No watch of
+    ours sees pods, so the worklist re-checks until they are ready."""
+    if rayservice is None or not pods_waiting(rayservice):
+        return None
+    outcome.waiting = True
+    pods = ctx.kube.list_pods(owner.namespace, f"{c.LABEL_DEPLOYMENT}={naming.capped(owner.name, 63)}")
+    return unscheduled_message(pods)
 
 
 def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
@@ -214,54 +295,16 @@ def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
     return True, Verdict(True, Reason.MONITORS_APPLIED, "ServiceMonitor and PodMonitor applied")
 
 
-def _sync_children(
-    ctx: Context,
-    key: tuple[str, str],
-    desired: list[dict[str, Any]],
-    known: Mapping[str, dict[str, Any] | None],
-    outcome: Outcome,
-    *,
-    spec_changed: bool = False,
-    only_known: bool = False,
-) -> dict[str, dict[str, Any] | None]:
-    """Apply each child whose rendered fields differ from the live object; return the live objects.
-
-    With `spec_changed` every child is applied without a GET first: server-side apply of an object that
-    does not change is not a write (its resourceVersion stays), so reading first would only add a request.
-    With `only_known` only the children in `known` are checked (a child's watch event: the others have
-    their own events).
-    """
-    live: dict[str, dict[str, Any] | None] = {}
-    stale: list[dict[str, Any]] = []
-    for body in desired:
-        kind, meta = body["kind"], body["metadata"]
-        if only_known and kind not in known:
-            continue
-        if spec_changed:
-            actual = None
-        else:
-            actual = known[kind] if kind in known else ctx.kube.get(KINDS[kind], meta["namespace"], meta["name"])
-        if actual is None or not is_subset(body, actual):
-            stale.append(body)
-        else:
-            live[kind] = actual
-    for body, applied in zip(stale, ctx.kube.apply_all(stale), strict=True):
-        outcome.writes.append(f"apply {body['kind']}/{body['metadata']['name']}")
-        live[body["kind"]] = applied
-    for actual in live.values():
-        if actual is not None:
-            _newest.note(key, actual)
-    return live
-
-
-def _remove_monitors(ctx: Context, owner: Owner, outcome: Outcome) -> None:
+def _remove_monitors(ctx: Context, owner: Owner, memory: Memory, outcome: Outcome) -> None:
+    """Monitoring switched off: delete our monitors (never another's of the same name)."""
     if not ctx.kube.served(SERVICEMONITOR):
         return
-    for kind in (SERVICEMONITOR, PODMONITOR):
+    for kind, name in ((SERVICEMONITOR, "ServiceMonitor"), (PODMONITOR, "PodMonitor")):
         current = ctx.kube.get(kind, owner.namespace, naming.monitor_name(owner.name))
-        if current and current["metadata"].get("labels", {}).get(c.LABEL_DEPLOYMENT) == owner.name:
+        if current and is_ours(current, owner):
             ctx.kube.delete(kind, owner.namespace, naming.monitor_name(owner.name))
-            outcome.writes.append(f"delete {kind.plural}/{owner.name}")
+            outcome.writes.append(f"delete {kind.plural}/{naming.monitor_name(owner.name)}")
+        memory.drop(name)
 
 
 def _dashboard_namespaces(ctx: Context, owner: Owner) -> list[str]:
@@ -276,13 +319,12 @@ def _remove_dashboards(ctx: Context, owner: Owner, outcome: Outcome, keep: Mappi
         if keep.get(namespace) == name:
             continue
         current = ctx.kube.get(CONFIGMAP, namespace, name)
-        labels = (current or {}).get("metadata", {}).get("labels") or {}
-        if current and labels.get(c.LABEL_OWNER_NAMESPACE) == owner.namespace:
+        if current and is_ours(current, owner):
             ctx.kube.delete(CONFIGMAP, namespace, name)
             outcome.writes.append(f"delete configmaps/{namespace}/{name}")
 
 
-def _set_finalizer(ctx: Context, body: Mapping[str, Any], present: bool, outcome: Outcome) -> None:
+def _set_finalizer(ctx: Context, body: Mapping[str, Any], memory: Memory, present: bool, outcome: Outcome) -> None:
     """Add or remove our finalizer; it exists only while a dashboard sits outside the owner's namespace."""
     meta = body["metadata"]
     if (c.FINALIZER_DASHBOARDS in (meta.get("finalizers") or [])) == present:
@@ -302,56 +344,49 @@ def _set_finalizer(ctx: Context, body: Mapping[str, Any], present: bool, outcome
             )
         except ConflictError:
             continue
-        _newest.pick((meta["namespace"], meta["name"]), stored)
+        memory.pick(stored)
         outcome.writes.append(f"{'add' if present else 'remove'} finalizer {c.FINALIZER_DASHBOARDS}")
         return
     raise ConflictError(f"{meta['namespace']}/{meta['name']}: finalizers kept changing")
 
 
 def _sync_dashboards(
-    ctx: Context, body: Mapping[str, Any], owner: Owner, desired: list[dict[str, Any]], outcome: Outcome
+    ctx: Context, body: Mapping[str, Any], memory: Memory, desired: list[dict[str, Any]], outcome: Outcome
 ) -> None:
     """Hold the finalizer before a dashboard goes outside the owner's namespace; delete stale dashboards."""
+    owner = _owner(body)
     dashboards = {d["metadata"]["namespace"]: d["metadata"]["name"] for d in desired if d["kind"] == "ConfigMap"}
     outside = any(namespace != owner.namespace for namespace in dashboards)
     if outside:
-        _set_finalizer(ctx, body, True, outcome)
+        _set_finalizer(ctx, body, memory, True, outcome)
     if not dashboards or outside:
         _remove_dashboards(ctx, owner, outcome, keep=dashboards)
     if not outside:
-        _set_finalizer(ctx, body, False, outcome)
+        _set_finalizer(ctx, body, memory, False, outcome)
 
 
-def finalize(ctx: Context, body: Mapping[str, Any]) -> Outcome:
+def finalize(ctx: Context, body: Mapping[str, Any], memory: Memory | None = None) -> Outcome:
     """On deletion: delete dashboards no ownerReference reaches, then release our finalizer."""
     owner = _owner(body)
     outcome = Outcome()
     if c.FINALIZER_DASHBOARDS not in (body["metadata"].get("finalizers") or []):
         return outcome
-    with _serialized(owner.namespace, owner.name):
+    memory = memory if memory is not None else Memory(owner.uid)
+    with memory.lock:
         _remove_dashboards(ctx, owner, outcome)
-        _set_finalizer(ctx, body, False, outcome)
+        _set_finalizer(ctx, body, memory, False, outcome)
     return outcome
 
 
-def _write_status(ctx: Context, body: Mapping[str, Any], status: dict[str, Any], outcome: Outcome) -> None:
-    previous = dict(body.get("status") or {})
-    patch = status_patch(previous, status)
-    outcome.status = status
-    if patch is None:
-        return
-    meta = body["metadata"]
-    _newest.pick((meta["namespace"], meta["name"]), ctx.kube.patch_status(meta["namespace"], meta["name"], patch))
-    outcome.writes.append(f"status {status['phase']}")
-    if previous.get("phase") != status["phase"]:
-        kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
-        ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
-        outcome.events.append(Event(kind, status["phase"], ready["message"] or f"phase {status['phase']}"))
-    observe_phase(meta["namespace"], meta["name"], status["phase"])
-
-
 def _write_invalid(
-    ctx: Context, body: Mapping[str, Any], message: str, previous: dict[str, Any], *, now: str, outcome: Outcome
+    ctx: Context,
+    body: Mapping[str, Any],
+    memory: Memory,
+    message: str,
+    previous: dict[str, Any],
+    *,
+    now: str,
+    outcome: Outcome,
 ) -> None:
     """An invalid spec: status Failed with the field paths, one Warning event per generation, no children."""
     meta = body["metadata"]
@@ -367,166 +402,53 @@ def _write_invalid(
     )
     if not (_ready_reason(previous) == Reason.INVALID_SPEC and previous.get("observedGeneration") == generation):
         outcome.events.append(Event("Warning", Reason.INVALID_SPEC, message))
-    _write_status(ctx, body, status, outcome)
+    _write_status(ctx, body, memory, status, outcome)
 
 
-def _observe_rayservice(
-    ctx: Context,
-    key: tuple[str, str],
-    live: Mapping[str, dict[str, Any] | None],
-    known: Mapping[str, dict[str, Any] | None],
-    *,
-    only_known: bool,
-) -> dict[str, Any] | None:
-    """The newest RayService: as applied or given by the caller, else the newest copy seen, else a GET."""
-    if "RayService" in live or "RayService" in known:
-        rayservice = live.get("RayService") or known.get("RayService")
-    elif only_known and (kept := _newest.copy(key, "RayService")) is not None:
-        rayservice = kept
-    else:
-        rayservice = ctx.kube.get(RAYSERVICE, key[0], naming.rayservice_name(key[1]))
-    if rayservice is None:
-        _newest.drop(key, "RayService")
-        return None
-    return dict(_newest.pick(key, rayservice, keep_spec=False))
+def _write_status(
+    ctx: Context, body: Mapping[str, Any], memory: Memory, status: dict[str, Any], outcome: Outcome
+) -> None:
+    previous = dict(body.get("status") or {})
+    patch = status_patch(previous, status)
+    outcome.status = status
+    if patch is None:
+        return
+    meta = body["metadata"]
+    memory.pick(ctx.kube.patch_status(meta["namespace"], meta["name"], patch))
+    outcome.writes.append(f"status {status['phase']}")
+    if previous.get("phase") != status["phase"]:
+        kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
+        ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
+        outcome.events.append(Event(kind, status["phase"], ready["message"] or f"phase {status['phase']}"))
+    observe_phase(meta["namespace"], meta["name"], status["phase"])
 
 
-def _unscheduled(ctx: Context, owner: Owner, rayservice: dict[str, Any] | None, outcome: Outcome) -> str | None:
-    """While KubeRay reports pods not ready: what the scheduler says of those it cannot place. No watch of
-    ours sees pods, so the worklist re-checks until they are ready."""
-    if rayservice is None or not pods_waiting(rayservice):
-        return None
-    outcome.waiting = True
-    return unscheduled_message(ctx.kube.list_pods(owner.namespace, f"{c.LABEL_DEPLOYMENT}={owner.name}"))
-
-
-def reconcile(
-    ctx: Context,
-    body: Mapping[str, Any],
-    *,
-    known: Mapping[str, dict[str, Any] | None] = {},
-    spec_changed: bool = False,
-    only_known: bool = False,
-    status_only: bool = False,
-) -> Outcome:
-    """Bring one LLMDeployment's children and status in line with its spec. Idempotent.
-
-    `known` may carry children the caller already holds (e.g. from a watch event), saving a GET; with
-    `only_known` (a child's watch event) the other children are not checked and the RayService, if not
-    known, is the newest copy seen. With `status_only` (a RayService event whose generation did not move:
-    KubeRay wrote its status) the children are not rendered or checked, only the status is recomputed.
-    For an object or namespace that is gone or being deleted there is nothing to do: no retries.
-    """
-    try:
-        return _reconcile(
-            ctx, body, known=known, spec_changed=spec_changed, only_known=only_known, status_only=status_only
-        )
-    except GoneError as gone:
-        if gone.namespace != body["metadata"]["namespace"]:
-            raise  # e.g. the configured dashboard namespace does not exist: retried, logged
-        return Outcome()
-
-
-def _reconcile(
-    ctx: Context,
-    body: Mapping[str, Any],
-    *,
-    known: Mapping[str, dict[str, Any] | None],
-    spec_changed: bool,
-    only_known: bool = False,
-    status_only: bool = False,
-) -> Outcome:
-    owner = _owner(body)
-    key = (owner.namespace, owner.name)
-    with _serialized(owner.namespace, owner.name), reconcile_timer() as result:
-        outcome = Outcome()
-        # Another reconcile may have run since the caller's copies were read: start from the newest seen.
-        body = _newest.pick(key, body)
-        # Children the caller holds that are no news by now (older than, or the very version, another
-        # reconcile read or wrote: e.g. the echo of an apply that was still in flight) are dropped; the
-        # newer copy is used below. Deletions are always news.
-        known = {kind: obj for kind, obj in known.items() if obj is None or _newest.is_news(key, obj)}
-        if only_known and not known:
-            result["result"] = "unchanged"
-            return outcome
-        generation = int(body["metadata"].get("generation", 1))
-        previous = dict(body.get("status") or {})
-        lookup = ctx.kube.secret_exists if ctx.settings.check_secrets else None
-        spec, errors = validate(body["spec"], owner.namespace, ctx.catalog, lookup)
-        now = ctx.now()
-        if errors or spec is None:
-            _write_invalid(ctx, body, "; ".join(errors), previous, now=now, outcome=outcome)
-            result["result"] = "invalid"
-            return outcome
-        capacity: CapacityOutcome = check_capacity(spec, ctx.catalog)
-        monitoring_on, monitoring = _monitoring(ctx, spec)
-        live: Mapping[str, dict[str, Any] | None] = {}
-        desired_hash = None
-        if capacity.blocked is None:
-            rendered = render_rayservice(owner, spec, ray_env(spec, ctx.settings), worker_shape(spec, ctx.catalog))
-            desired_hash = rendered["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH]
-        if capacity.blocked is None and not status_only:
-            desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
-            _sync_dashboards(ctx, body, owner, desired, outcome)
-            live = _sync_children(ctx, key, desired, known, outcome, spec_changed=spec_changed, only_known=only_known)
-            if spec.monitoring.enabled is False:
-                _remove_monitors(ctx, owner, outcome)
-        elif capacity.blocked and (
-            previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason
-        ):
-            outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
-        rayservice = _observe_rayservice(ctx, key, live, known, only_known=only_known)
-        unscheduled = _unscheduled(ctx, owner, rayservice, outcome)
-        observed = Observed(
-            rayservice=rayservice,
-            monitoring=monitoring,
-            capacity=capacity.condition,
-            capacity_plan=capacity.plan,
-            blocked=capacity.blocked,
-            desired_hash=desired_hash,
-            unscheduled=unscheduled,
-        )
-        status = compute_status(
-            name=owner.name,
-            namespace=owner.namespace,
-            generation=generation,
-            min_replicas=spec.replicas.min,
-            observed=observed,
-            previous=previous,
-            now=now,
-        )
-        _write_status(ctx, body, status, outcome)
-        result["result"] = "changed" if outcome.writes else "unchanged"
-        return outcome
-
-
-def sample_metrics(ctx: Context, namespace: str, name: str) -> Outcome:
+def sample_metrics(ctx: Context, memory: Memory, namespace: str, name: str) -> Outcome:
     """Sample the live figures of one LLMDeployment from Prometheus into `status.metrics`.
 
-    Prometheus unreachable: the figures stay as they were (their sampleTime shows how old) and
-    MetricsAvailable turns False; nothing else in the status changes.
+    Prometheus is asked without holding the object's lock; the status is written only when a figure shown
+    (to 3 significant digits) or MetricsAvailable changed. Prometheus unreachable: the figures stay as they
+    were (their sampleTime shows how old) and MetricsAvailable turns False.
     """
     outcome = Outcome()
     url = ctx.settings.prometheus_url
     if not url:
         return outcome
-    with _serialized(namespace, name):
-        fetched = ctx.kube.get_deployment(namespace, name)
-        if fetched is None or fetched["metadata"].get("deletionTimestamp"):
+    figures: dict[str, float | None] | None
+    try:
+        figures = ctx.sample(url, name, namespace, window=ctx.settings.metrics_window)
+    except live_metrics.PrometheusError as error:
+        figures, verdict = None, Verdict(False, Reason.PROMETHEUS_UNREACHABLE, str(error))
+    else:
+        verdict = (
+            Verdict(True, Reason.SAMPLED, f"sampled from {url}")
+            if any(value is not None for value in figures.values())
+            else Verdict(False, Reason.NO_SERIES, f"no series with {c.SERIES_LABEL}={name!r} in {url}")
+        )
+    with memory.lock:
+        current = memory.copy(c.KIND) or ctx.kube.get_deployment(namespace, name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
             return outcome
-        current = _newest.pick((namespace, name), fetched)
-        owner = _owner(current)
-        figures: dict[str, float | None] | None
-        try:
-            figures = ctx.sample(url, owner.name, owner.namespace, window=ctx.settings.metrics_window)
-        except live_metrics.PrometheusError as error:
-            figures, verdict = None, Verdict(False, Reason.PROMETHEUS_UNREACHABLE, str(error))
-        else:
-            verdict = (
-                Verdict(True, Reason.SAMPLED, f"sampled from {url}")
-                if any(value is not None for value in figures.values())
-                else Verdict(False, Reason.NO_SERIES, f"no series with {c.SERIES_LABEL}={owner.name!r} in {url}")
-            )
         previous = dict(current.get("status") or {})
         status = with_metrics(
             previous,
@@ -537,10 +459,8 @@ def sample_metrics(ctx: Context, namespace: str, name: str) -> Outcome:
         )
         patch = status_patch(previous, status)
         if patch is not None:
-            stored = ctx.kube.patch_status(
-                owner.namespace, owner.name, {key: patch[key] for key in ("metrics", "conditions")}
-            )
-            _newest.pick((owner.namespace, owner.name), stored)
+            stored = ctx.kube.patch_status(namespace, name, {key: patch[key] for key in ("metrics", "conditions")})
+            memory.pick(stored)
             outcome.writes.append("status.metrics")
         outcome.status = status
     return outcome
@@ -556,6 +476,10 @@ def waits_on_outside(status: Mapping[str, Any]) -> bool:
     return False
 
 
+def _condition(status: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((cond for cond in status.get("conditions") or [] if cond.get("type") == kind), None)
+
+
 def _ready_reason(status: Mapping[str, Any]) -> str | None:
-    ready = next((cond for cond in status.get("conditions") or [] if cond.get("type") == "Ready"), None)
+    ready = _condition(status, c.ConditionType.READY)
     return ready.get("reason") if ready else None

@@ -25,6 +25,7 @@ class Settings(BaseModel):
     catalog_overrides: dict[str, Any] = Field(default_factory=dict)
     check_secrets: bool = True
     recheck_seconds: float = Field(default=60, gt=0)
+    resync_seconds: float = Field(default=600, gt=0)
     dashboard_label: str = Field(
         default=c.DEFAULT_DASHBOARD_LABEL, pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
     )
@@ -43,6 +44,7 @@ ENV = {
     "catalog_overrides": "LLMOP_CATALOG_OVERRIDES",
     "check_secrets": "LLMOP_CHECK_SECRETS",
     "recheck_seconds": "LLMOP_RECHECK_SECONDS",
+    "resync_seconds": "LLMOP_RESYNC_SECONDS",
     "dashboard_label": "LLMOP_DASHBOARD_LABEL",
     "dashboard_label_value": "LLMOP_DASHBOARD_LABEL_VALUE",
     "dashboard_namespace": "LLMOP_DASHBOARD_NAMESPACE",

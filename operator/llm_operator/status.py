@@ -38,6 +38,7 @@ class Observed:
     blocked: Verdict | None = None
     desired_hash: str | None = None
     unscheduled: str | None = None
+    refused: Verdict | None = None  # the API refused a child's write, or a child is not ours
 
 
 def _condition(items: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -183,7 +184,11 @@ def compute_status(
         phase, readiness = rayservice_verdict(observed.rayservice, observed.desired_hash)
         if observed.unscheduled and phase in (Phase.PENDING, Phase.DEPLOYING, Phase.UPGRADING):
             readiness = Verdict(False, Reason.UNSCHEDULABLE, observed.unscheduled)
+        if observed.refused is not None:
+            phase = Phase.PENDING if observed.refused.reason == Reason.CRD_NOT_INSTALLED else Phase.FAILED
+            readiness = Verdict(False, observed.refused.reason, observed.refused.message)
         verdicts[ConditionType.READY] = readiness
+        verdicts[ConditionType.APPLIED] = observed.refused or Verdict(True, Reason.APPLIED, "children applied")
         verdicts[ConditionType.RAYSERVICE_READY] = serving_verdict(observed.rayservice)
         verdicts[ConditionType.MONITORING_READY] = observed.monitoring
     if observed.capacity is not None:
@@ -224,15 +229,17 @@ def with_metrics(
     generation: int,
     now: str,
 ) -> dict[str, Any]:
-    """The status after a Prometheus sample: new figures and sample time, or (figures None) the old ones kept
-    as they were, stale, with the MetricsAvailable condition saying why."""
+    """The status after a Prometheus sample: new figures stamped `now`, or (figures None, or the same as
+    shown) the old ones kept with their sampleTime, so a sample that changes nothing shown is no write;
+    the MetricsAvailable condition says why figures are stale."""
     before = previous.get("conditions") or []
     others = [cond for cond in before if cond.get("type") != ConditionType.METRICS_AVAILABLE]
     status = dict(previous)
     status["conditions"] = others + conditions(
         {ConditionType.METRICS_AVAILABLE: verdict}, generation=generation, previous=before, now=now
     )
-    if figures is not None:
+    shown = {key: value for key, value in (previous.get("metrics") or {}).items() if key != "sampleTime"}
+    if figures is not None and {key: value for key, value in figures.items() if value is not None} != shown:
         # Explicit nulls: a merge patch removes figures that have no series any more.
         status["metrics"] = {**figures, "sampleTime": now}
     else:

@@ -1,39 +1,45 @@
-"""When to reconcile: on watch events, and on what the watches cannot trigger (retries, re-checks, samples).
+"""When to reconcile: on watch events, and on what the watches cannot trigger (retries, re-checks, resyncs,
+samples). Reconcile decides what; this module decides when, and owns each object's `Memory`.
 
 kopf's change handlers (create/update/resume) keep per-object state in the object itself: a diff-base
 annotation and, with timers, a finalizer, each a PATCH per object, plus a deep copy and diff of every
 event. Kubernetes already records what we need: `metadata.generation` moves with the spec, and our status
 carries `observedGeneration`. So the handlers only pass watch events here, and this module keeps, in
-memory, per LLMDeployment:
+memory, per LLMDeployment (`memory.Memory`):
 
-- the generation last reconciled without error: an event of an object new to this process (a start or a
-  restart) reconciles it by reading its children first and writing only what differs; a new generation
-  applies the children without reading them; anything else (our own status writes) does nothing;
-- a retry with exponential backoff after a failed reconcile (kopf does not retry event handlers);
-- a re-check every `recheck_seconds` while the status waits on what no watch reports (a Secret, CRDs);
-- a Prometheus sample every `metrics_seconds` (with `LLMOP_PROMETHEUS_URL`).
+- the generation last brought in line: an event of an object new to this process (a start or a restart)
+  or with a new generation reconciles it; anything else (our own status writes) does nothing;
+- a retry with jittered exponential backoff after a failed reconcile (`Retry-After` honoured);
+- a re-check every `recheck_seconds` while the status waits on what no watch reports (a Secret, CRDs, a
+  pod the scheduler cannot place, a refused write);
+- a resync every `resync_seconds` (jittered), which forgets the children remembered so the reconcile reads
+  and compares them all: a child deleted or changed while a watch was down is restored; nothing is written
+  when nothing differs. An object that no longer exists is forgotten;
+- a Prometheus sample every `metrics_seconds` (with `LLMOP_PROMETHEUS_URL`), taken in a small pool of its
+  own, never on the reconcile path.
 
 Losing this memory (a restart) is safe: every object is then new to the process and reconciled once.
 All reconciles run in `RECONCILE_THREADS` threads, in order per LLMDeployment (`keyed.KeyedQueue`); one
-background thread queues what falls due and takes the samples.
+background thread queues what falls due.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 from llm_operator import constants as c
 from llm_operator import heap
 from llm_operator import reconcile as rc
-from llm_operator.freshness import slim
-from llm_operator.k8s import is_api_error
+from llm_operator.k8s import ApiError, is_api_error
 from llm_operator.keyed import KeyedQueue
+from llm_operator.memory import Memory, slim
 from llm_operator.metrics import observe_phase
 
 logger = logging.getLogger(__name__)
@@ -42,18 +48,9 @@ MAX_BACKOFF = 60.0
 TICK = 0.5
 TRIM_SECONDS = 30.0
 RECONCILE_THREADS = 8  # reconciles wait on the API server, not on our CPU; per object they run in order
+SAMPLE_THREADS = 4  # Prometheus queries, at most this many at once
 Key = tuple[str, str]
 Work = Callable[[], None]
-
-
-@dataclass
-class _Entry:
-    uid: str = ""  # a deleted and re-created object (same name) starts afresh
-    generation: int | None = None  # last reconciled without error (None: not yet by this process)
-    failures: int = 0
-    retry_at: float | None = None
-    recheck_at: float | None = None
-    sample_at: float | None = None
 
 
 def owner_of(child: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -64,17 +61,39 @@ def owner_of(child: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def jittered(seconds: float, spread: float = 0.2) -> float:
+    """`seconds` give or take `spread` of it, so timers of many objects do not fire together."""
+    return seconds * random.uniform(1 - spread, 1 + spread)
+
+
 class Worklist:
     """Per-LLMDeployment memory of what was reconciled and what is due; thread-safe."""
 
     def __init__(self, ctx: rc.Context, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
         self.clock = clock
-        self._entries: dict[Key, _Entry] = {}
+        self._memories: dict[Key, Memory] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue = KeyedQueue(RECONCILE_THREADS, "llm-operator-reconcile")
+        self._sampling = ThreadPoolExecutor(max_workers=SAMPLE_THREADS, thread_name_prefix="llm-operator-sample")
+        self._resync_checked = clock()
+
+    def memory(self, key: Key) -> Memory | None:
+        with self._guard:
+            return self._memories.get(key)
+
+    def _remember(self, key: Key, uid: str) -> Memory:
+        """The object's memory; a fresh one if it is new, or was re-created under the same name."""
+        with self._guard:
+            memory = self._memories.get(key)
+            if memory is None or memory.uid != uid:
+                memory = self._memories[key] = Memory(uid)
+                now = self.clock()
+                memory.sample_at = now + 1
+                memory.resync_at = now + jittered(self.ctx.settings.resync_seconds)
+            return memory
 
     # Watch events -----------------------------------------------------------------------------------
 
@@ -107,33 +126,19 @@ class Worklist:
         if event_type == "DELETED":
             return key, partial(self.forget, key)
         body = slim(body)
+        memory = self._remember(key, str(meta.get("uid", "")))
         if meta.get("deletionTimestamp"):
-            return key, partial(self._run, key, body, partial(rc.finalize, self.ctx, body))
-        generation, uid = int(meta.get("generation", 1)), str(meta.get("uid", ""))
-        with self._guard:
-            if self._is_done(key, uid, generation):
-                return None
-            entry = self._entries.get(key)
-            if entry is None or entry.uid != uid:
-                if entry is not None:  # re-created under the same name while we were not watching
-                    rc.forget(*key)
-                self._entries[key] = _Entry(uid=uid, sample_at=self.clock() + 1)
-        # Our status has not seen this generation yet: a created or changed spec, apply without reading.
-        spec_changed = (body.get("status") or {}).get("observedGeneration") != generation
-        return key, partial(self._reconcile_news, key, body, uid, generation, spec_changed)
+            return key, partial(self._run, key, body, partial(rc.finalize, self.ctx, body, memory))
+        if memory.generation == int(meta.get("generation", 1)):
+            return None
+        return key, partial(self._reconcile_news, key, body, memory)
 
-    def _is_done(self, key: Key, uid: str, generation: int) -> bool:
-        """Whether this generation of the object was reconciled without error (call with the guard held)."""
-        entry = self._entries.get(key)
-        return entry is not None and entry.uid == uid and entry.generation == generation
-
-    def _reconcile_news(self, key: Key, body: Mapping[str, Any], uid: str, generation: int, spec_changed: bool) -> None:
+    def _reconcile_news(self, key: Key, body: Mapping[str, Any], memory: Memory) -> None:
         """Reconcile what an event brought, unless work queued before it (for the same key, so finished by
         now) already did: e.g. the echo of our status write that arrived before that reconcile returned."""
-        with self._guard:
-            if self._is_done(key, uid, generation):
-                return
-        self._run(key, body, partial(rc.reconcile, self.ctx, body, spec_changed=spec_changed))
+        if memory.generation == int(body["metadata"].get("generation", 1)):
+            return
+        self._run(key, body, partial(rc.reconcile, self.ctx, body, memory))
 
     def plan_child(self, event_type: str, child: Mapping[str, Any]) -> tuple[Key, Work] | None:
         """What one watch event of a child asks for, keyed by its owner: None for the echo of our own write
@@ -141,32 +146,26 @@ class Worklist:
         namespace, ref = child["metadata"].get("namespace"), owner_of(child)
         if namespace is None or ref is None:
             return None
-        if event_type != "DELETED" and not rc.is_news(namespace, ref[0], child):
+        key = (namespace, ref[0])
+        memory = self.memory(key)
+        if event_type != "DELETED" and memory is not None and not memory.is_news(child):
             return None
-        return (namespace, ref[0]), partial(self._on_news_of_child, event_type, slim(child), namespace, *ref)
+        return key, partial(self._on_news_of_child, event_type, slim(child), key, ref[1])
 
-    def _on_news_of_child(
-        self, event_type: str, child: Mapping[str, Any], namespace: str, owner_name: str, owner_uid: str
-    ) -> None:
-        owner = rc.newest_copy(namespace, owner_name)
+    def _on_news_of_child(self, event_type: str, child: Mapping[str, Any], key: Key, owner_uid: str) -> None:
+        memory = self.memory(key)
+        owner = memory.copy(c.KIND) if memory is not None else None
         if owner is None or owner["metadata"].get("uid") != owner_uid:
             try:
-                owner = self.ctx.kube.get_deployment(namespace, owner_name)
+                owner = self.ctx.kube.get_deployment(*key)
             except Exception as error:
-                self._retry_later((namespace, owner_name), error)
+                self._retry_later(key, error)
                 return
         if owner is None or owner["metadata"].get("uid") != owner_uid or owner["metadata"].get("deletionTimestamp"):
             return  # the owner is gone or going: garbage collection takes the child
-        deleted = event_type == "DELETED"
-        known = {child["kind"]: None if deleted else dict(child)}
-        # KubeRay wrote the RayService's status (its generation did not move): only our status follows.
-        status_only = not deleted and child["kind"] == "RayService" and rc.is_status_only(namespace, owner_name, child)
-        self._run(
-            (namespace, owner_name),
-            owner,
-            lambda: rc.reconcile(self.ctx, owner, known=known, only_known=True, status_only=status_only),
-            full=False,
-        )
+        memory = self._remember(key, owner_uid)
+        held = {child["kind"]: None if event_type == "DELETED" else dict(child)}
+        self._run(key, owner, partial(rc.reconcile, self.ctx, owner, memory, held=held))
 
     def reconcile_all(self, namespaces: tuple[str, ...]) -> None:
         """Queue a reconcile of every LLMDeployment (e.g. a CRD they depend on came or went)."""
@@ -174,27 +173,26 @@ class Worklist:
             owners = self.ctx.kube.list_deployments(namespaces)
         except Exception as error:
             with self._guard:
-                keys = list(self._entries)
+                keys = list(self._memories)
             for key in keys:
                 self._retry_later(key, error)
             return
         for owner in owners:
             if not owner["metadata"].get("deletionTimestamp"):
                 key, body = (owner["metadata"]["namespace"], owner["metadata"]["name"]), slim(owner)
-                self._queue.submit(key, partial(self._run, key, body, partial(rc.reconcile, self.ctx, body)))
+                memory = self._remember(key, str(owner["metadata"].get("uid", "")))
+                memory.generation = None  # what it depends on changed: reconcile in full
+                self._queue.submit(key, partial(self._run, key, body, partial(rc.reconcile, self.ctx, body, memory)))
 
     def forget(self, key: Key) -> None:
         with self._guard:
-            self._entries.pop(key, None)
-        rc.forget(*key)
+            self._memories.pop(key, None)
         observe_phase(*key, None)
 
     # Running ----------------------------------------------------------------------------------------
 
-    def _run(self, key: Key, body: Mapping[str, Any], work: Callable[[], rc.Outcome], *, full: bool = True) -> None:
-        """Run one reconcile (or finalize); remember the generation a `full` one brought in line, or schedule
-        a (full) retry if it failed."""
-        generation = int(body["metadata"].get("generation", 1))
+    def _run(self, key: Key, body: Mapping[str, Any], work: Callable[[], rc.Outcome]) -> None:
+        """Run one reconcile (or finalize); schedule a retry if it failed, a re-check if its status waits."""
         try:
             outcome = work()
         except Exception as error:
@@ -202,14 +200,11 @@ class Worklist:
             return
         waiting = outcome.waiting or rc.waits_on_outside(outcome.status)
         with self._guard:
-            entry = self._entries.setdefault(key, _Entry())
-            if full:
-                uid = str(body["metadata"].get("uid", ""))
-                if entry.uid != uid:
-                    entry.uid, entry.generation = uid, None
-                entry.generation = max(entry.generation or 0, generation)
-                entry.failures, entry.retry_at = 0, None
-            entry.recheck_at = self.clock() + self.ctx.settings.recheck_seconds if waiting else None
+            memory = self._memories.get(key)
+            if memory is not None:
+                memory.failures, memory.retry_at = 0, None
+                if outcome.status:  # a reconcile that looked (not one that found its news stale): its verdict
+                    memory.recheck_at = self.clock() + self.ctx.settings.recheck_seconds if waiting else None
         if outcome.writes:
             logger.info("%s/%s: %s", *key, ", ".join(outcome.writes))
         for event in outcome.events:
@@ -219,61 +214,79 @@ class Worklist:
                 logger.warning("%s/%s: could not post event %s: %s", *key, event.reason, error)
 
     def _retry_later(self, key: Key, error: Exception) -> None:
-        """Schedule a full reconcile of `key` after an error, with exponential backoff."""
+        """Schedule a full reconcile of `key` after an error: exponential backoff with jitter, or the wait
+        the API server asked for (`Retry-After` of a 429)."""
         with self._guard:
-            entry = self._entries.setdefault(key, _Entry())
-            delay = min(MAX_BACKOFF, 2.0**entry.failures)
-            entry.failures += 1
-            entry.retry_at = self.clock() + delay
+            memory = self._memories.get(key)
+            if memory is None:
+                return
+            asked = error.retry_after if isinstance(error, ApiError) else None
+            delay = asked if asked is not None else random.uniform(0.5, 1.0) * min(MAX_BACKOFF, 2.0**memory.failures)
+            memory.failures += 1
+            memory.retry_at = self.clock() + delay
+            memory.generation = None
         # API errors (conflicts, a restarting API server) are expected: one line. Anything else is a bug.
         logger.warning(
-            "%s/%s: reconcile failed, retrying in %.0f s: %s", *key, delay, error, exc_info=not is_api_error(error)
+            "%s/%s: reconcile failed, retrying in %.1f s: %s", *key, delay, error, exc_info=not is_api_error(error)
         )
 
-    def _due(self) -> tuple[list[Key], list[Key]]:
-        """Objects to reconcile again (retry or re-check) and objects to sample, now."""
-        now, sampling = self.clock(), bool(self.ctx.settings.prometheus_url)
-        again, sample = [], []
+    def _due(self) -> tuple[list[Key], list[Key], list[Key]]:
+        """Objects to reconcile again (retry or re-check), to resync, and to sample, now."""
+        now, settings = self.clock(), self.ctx.settings
+        again, resync, sample = [], [], []
         with self._guard:
-            for key, entry in self._entries.items():
-                if (entry.retry_at is not None and entry.retry_at <= now) or (
-                    entry.recheck_at is not None and entry.recheck_at <= now
+            for key, memory in self._memories.items():
+                if (memory.retry_at is not None and memory.retry_at <= now) or (
+                    memory.recheck_at is not None and memory.recheck_at <= now
                 ):
-                    entry.retry_at = entry.recheck_at = None
+                    memory.retry_at = memory.recheck_at = None
                     again.append(key)
-                if sampling and entry.sample_at is not None and entry.sample_at <= now:
-                    entry.sample_at = now + self.ctx.settings.metrics_seconds
+                if memory.resync_at is not None and memory.resync_at <= now:
+                    memory.resync_at = now + jittered(settings.resync_seconds)
+                    resync.append(key)
+                if settings.prometheus_url and memory.sample_at is not None and memory.sample_at <= now:
+                    memory.sample_at = now + jittered(settings.metrics_seconds, 0.1)
                     sample.append(key)
-        return again, sample
+        return again, resync, sample
 
-    def _again(self, key: Key) -> None:
-        """A retry or re-check: read the object, then reconcile (or finalize) it in full."""
+    def _again(self, key: Key, *, resync: bool = False) -> None:
+        """A retry, re-check or resync: read the object, then reconcile (or finalize) it. A resync forgets the
+        children remembered first, so they are all read and compared."""
         try:
             body = self.ctx.kube.get_deployment(*key)
         except Exception as error:
-            logger.warning("%s/%s: could not read it for a retry: %s", *key, error)
-            with self._guard:
-                if key in self._entries:
-                    self._entries[key].retry_at = self.clock() + MAX_BACKOFF
+            self._retry_later(key, error)
             return
         if body is None:
             self.forget(key)
-        elif body["metadata"].get("deletionTimestamp"):
-            self._run(key, body, partial(rc.finalize, self.ctx, body))
-        else:
-            self._run(key, body, partial(rc.reconcile, self.ctx, body))
+            return
+        memory = self._remember(key, str(body["metadata"].get("uid", "")))
+        if body["metadata"].get("deletionTimestamp"):
+            self._run(key, body, partial(rc.finalize, self.ctx, body, memory))
+            return
+        if resync:
+            memory.forget_children(keep=c.KIND)
+        self._run(key, body, partial(rc.reconcile, self.ctx, body, memory))
+
+    def _sample(self, key: Key) -> None:
+        memory = self.memory(key)
+        if memory is None:
+            return
+        try:
+            rc.sample_metrics(self.ctx, memory, *key)
+        except Exception as error:
+            logger.warning("%s/%s: could not sample metrics: %s", *key, error)
 
     def run_due(self) -> None:
-        """Queue the retries and re-checks that are due, in order with each object's event work, and take
-        the samples (called by the background thread every TICK seconds)."""
-        again, sample = self._due()
+        """Queue the retries, re-checks and resyncs that are due, in order with each object's event work, and
+        hand the samples to their pool (called by the background thread every TICK seconds)."""
+        again, resync, sample = self._due()
         for key in again:
             self._queue.submit(key, partial(self._again, key))
+        for key in resync:
+            self._queue.submit(key, partial(self._again, key, resync=True))
         for key in sample:
-            try:
-                rc.sample_metrics(self.ctx, *key)
-            except Exception as error:
-                logger.warning("%s/%s: could not sample metrics: %s", *key, error)
+            self._sampling.submit(self._sample, key)
 
     def start(self) -> None:
         def loop() -> None:
@@ -292,6 +305,7 @@ class Worklist:
 
     def stop(self) -> None:
         self._queue.stop()
+        self._sampling.shutdown(wait=False, cancel_futures=True)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-import yaml
 
 from tests.chart.conftest import Helm, can_i
 from tests.conftest import OperatorProcess
-from tests.kubeutil import Cluster, llmd, wait_for
+from tests.kubeutil import Cluster, condition, llmd, wait_for
 
 RS = ("ray.io", "v1", "rayservices")
 DASHBOARD = "llm-dashboard.{namespace}.m"
@@ -153,7 +150,8 @@ def test_a_missing_rule_fails_clearly(
     can_i_args: tuple[str, ...],
     refusal: str,
 ) -> None:
-    """RBAC is enforced, not bypassed: without one of the chart's rules the operator gets a 403 and says so."""
+    """RBAC is enforced, not bypassed: without one of the chart's rules the operator gets a 403 and says so, in
+    the status (Applied False, reason Forbidden, the API's message) and in a Warning event."""
     release = release_name(namespace, "n")
     account = f"{release}-llm-operator"
     helm.install(release, namespace)
@@ -167,13 +165,17 @@ def test_a_missing_rule_fails_clearly(
 
     operator = run_as_chart(cluster, namespace, account)
     cluster.apply(llmd("m", namespace))
-    line = wait_logged(
+    applied = wait_logged(
         operator,
-        lambda: next((ln for ln in operator.output().splitlines() if refusal in ln), None),
+        lambda: (cond := condition(cluster.get(*LD, namespace, "m"), "Applied")) and cond["status"] == "False" and cond,
         timeout=30,
-        what="a 403 naming what was refused in the operator log",
+        what="Applied False in the status",
     )
-    assert 'HTTP 403 Forbidden: rayservices.ray.io "m" is forbidden: ' in line, line  # which object, and why
+    assert applied["reason"] == "Forbidden"
+    assert f'RayService {namespace}/m: rayservices.ray.io "m" is forbidden: ' in applied["message"]  # which, and why
+    assert refusal in applied["message"], applied["message"]
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=Forbidden")
+    assert "is forbidden" in events
     time.sleep(1)
     assert cluster.get(*RS, namespace, "m") is None
 
@@ -223,57 +225,27 @@ def test_namespaced_mode_end_to_end(helm: Helm, cluster: Cluster, namespace: str
             cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def peering_crd(kind: str, scope: str) -> dict[str, Any]:
-    """A CRD for kopf's peering kind (kopf.dev/v1): only a free-form status, which is all kopf writes."""
-    plural = f"{kind.lower()}s"
-    schema = {
-        "type": "object",
-        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.kopf.dev"},
-        "spec": {
-            "scope": scope,
-            "group": "kopf.dev",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
-        },
-    }
+def lease_holder(cluster: Cluster, namespace: str, name: str) -> str:
+    out = cluster.kubectl("get", "lease", name, "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}", check=False)
+    return out.strip()
 
 
-@pytest.fixture
-def kopf_peering_crds(cluster: Cluster, tmp_path: Path) -> Iterator[None]:
-    """kopf's peering CRDs for one test; removed after the operator stopped (it unregisters on exit)."""
-    crds = tmp_path / "kopf-peering-crds.yaml"
-    crds.write_text(
-        yaml.safe_dump_all([peering_crd("ClusterKopfPeering", "Cluster"), peering_crd("KopfPeering", "Namespaced")])
-    )
-    cluster.kubectl("apply", "--server-side", "-f", str(crds))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
-    yield
-    cluster.kubectl("delete", "-f", str(crds), "--wait=false", check=False)
-
-
-def test_peering_as_chart_service_account(
-    kopf_peering_crds: None, helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart
+def test_two_replicas_as_chart_service_account_elect_one_leader(
+    helm: Helm, cluster: Cluster, namespace: str, run_as_chart: RunAsChart
 ) -> None:
-    """With peering.name, the operator registers in the ClusterKopfPeering and still reconciles, no 403."""
-    release = release_name(namespace, "p")
+    """As the chart runs them: two replicas, one Lease; the leader reconciles, the standby does nothing, no 403."""
+    release = release_name(namespace, "l")
     account = f"{release}-llm-operator"
-    peering = f"llmop-{namespace[-5:]}"
-    helm.install(release, namespace, "--set", f"peering.name={peering}")
-    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
-    assert can_i(cluster, namespace, account, "patch", f"clusterkopfpeerings.kopf.dev/{peering}")
-    assert not can_i(cluster, namespace, account, "patch", "clusterkopfpeerings.kopf.dev/someone-else")
+    helm.install(release, namespace)
+    assert can_i(cluster, namespace, account, "update", f"leases.coordination.k8s.io/{account}", "-n", namespace)
+    assert not can_i(cluster, namespace, account, "update", "leases.coordination.k8s.io/someone-else", "-n", namespace)
+    assert not can_i(cluster, namespace, account, "get", "leases.coordination.k8s.io", "-n", "kube-system")
 
-    operator = run_as_chart(cluster, namespace, account)
-    wait_logged(
-        operator,
-        lambda: json.loads(cluster.kubectl("get", "clusterkopfpeering", peering, "-o", "json")).get("status"),
-        what="the operator's entry in the ClusterKopfPeering",
-    )
+    first = run_as_chart(cluster, namespace, account)
+    wait_logged(first, lambda: lease_holder(cluster, namespace, account), what="the Lease held")
+    second = run_as_chart(cluster, namespace, account)
     cluster.apply(llmd("m", namespace))
-    wait_logged(operator, lambda: cluster.get(*RS, namespace, "m"), what="RayService while peering")
-    assert forbidden_lines(operator) == [], "the peering RBAC must cover every call"
+    wait_logged(first, lambda: "apply RayService/m" in first.output(), what="the leader's reconcile")
+    wait_logged(second, lambda: "standby: lease" in second.output(), what="the second replica standing by")
+    assert "apply " not in second.output()
+    assert forbidden_lines(first) == [] and forbidden_lines(second) == [], "the chart's RBAC must cover the Lease"

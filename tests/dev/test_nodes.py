@@ -2,8 +2,8 @@
 
 from llm_dev.nodes import KWOK_ANNOTATION, node_pool
 from llm_operator.catalog import INSTANCE_TYPE_LABEL, Catalog, worker_resources
+from llm_operator.desired import worker_shape
 from llm_operator.models import parse_spec
-from llm_operator.reconcile import worker_shape
 
 
 def test_one_cpu_node_and_one_gpu_node_per_accelerator() -> None:

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from llm_operator.catalog import Catalog
+from llm_operator.desired import render_children
 from llm_operator.models import parse_spec
-from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.settings import Settings
 from tests.kubeutil import Cluster

@@ -16,7 +16,7 @@ from llm_operator import reconcile as rc
 from llm_operator.catalog import Catalog
 from llm_operator.settings import Settings
 from llm_operator.worklist import Worklist
-from tests.kubeutil import Cluster, llmd, wait_for
+from tests.kubeutil import Cluster, condition, llmd, wait_for
 
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
 RS = ("ray.io", "v1", "rayservices")
@@ -146,7 +146,9 @@ def refused(cluster: Cluster, namespace: str) -> bool:
     return "refused by the test" in out
 
 
-def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: str) -> None:
+def test_a_refused_write_is_reported_and_rechecked_until_it_passes(cluster: Cluster, namespace: str) -> None:
+    """The API refuses the RayService (422): status says so (Applied and Ready False, reason Invalid, the
+    API's message), with one Warning event; the re-check applies it once the refusal is lifted."""
     work, clock = worklist(cluster)
     policy = refuse_rayservices(namespace)
     for obj in policy:
@@ -154,18 +156,26 @@ def test_failed_reconcile_is_retried_with_backoff(cluster: Cluster, namespace: s
     try:
         wait_for(lambda: refused(cluster, namespace), what="the admission policy in force")
         created = apply_llmd(cluster, namespace, "r")
-        work.on_deployment("ADDED", created)  # the RayService is refused: the reconcile fails
+        work.on_deployment("ADDED", created)
         assert cluster.get(*RS, namespace, "r") is None
-        assert work._due() == ([], [])  # not due yet: the first retry waits 1 s
+        stored = cluster.get(*LD, namespace, "r") or {}
+        applied = condition(stored, "Applied")
+        assert applied is not None and (applied["status"], applied["reason"]) == ("False", "Invalid")
+        assert "RayService" in applied["message"] and "refused by the test" in applied["message"]
+        assert (stored["status"]["phase"], stored["status"]["observedGeneration"]) == ("Failed", 1)
+        assert condition(stored, "Ready")["reason"] == "Invalid"
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=Invalid", "-o", "json")
+        assert len(json.loads(events)["items"]) == 1
+        assert work._due() == ([], [], [])  # the re-check is not due yet
 
         cluster.kubectl("delete", "validatingadmissionpolicybinding", policy[1]["metadata"]["name"])
         wait_for(lambda: not refused(cluster, namespace), what="the admission policy lifted")
-        clock.now += 1.5
-        work.run_due()  # queues the retry
-        wait_for(lambda: cluster.get(*RS, namespace, "r"), what="the RayService, applied by the retry")
+        clock.now += Settings().recheck_seconds + 1
+        work.run_due()  # queues the re-check
+        wait_for(lambda: cluster.get(*RS, namespace, "r"), what="the RayService, applied by the re-check")
         wait_for(
-            lambda: (cluster.get(*LD, namespace, "r") or {}).get("status", {}).get("observedGeneration") == 1,
-            what="status of generation 1",
+            lambda: (condition(cluster.get(*LD, namespace, "r"), "Applied") or {}).get("status") == "True",
+            what="Applied True",
         )
     finally:
         work.forget((namespace, "r"))
@@ -197,7 +207,100 @@ def test_an_object_whose_namespace_is_gone_is_not_retried(cluster: Cluster, name
     vanished = {**created, "metadata": {**created["metadata"], "namespace": f"{namespace}-gone"}}
     try:
         work.on_deployment("MODIFIED", vanished)
-        clock.now += 3600
-        assert work._due() == ([], [])
+        clock.now += 60
+        assert work._due() == ([], [], [])
     finally:
         work.forget((f"{namespace}-gone", "gone"))
+
+
+def versions(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    return [(cluster.get(*gvr, namespace, name) or {})["metadata"]["resourceVersion"] for gvr in (LD, RS, PM)]
+
+
+def drained(work: Worklist) -> bool:
+    return work._queue.pending() == 0
+
+
+def test_resync_restores_what_no_event_reported_and_writes_nothing_else(cluster: Cluster, namespace: str) -> None:
+    work, clock = worklist(cluster)
+    created = apply_llmd(cluster, namespace, "s")
+    key = (namespace, "s")
+    try:
+        work.on_deployment("ADDED", created)
+        podmonitor = cluster.get(*PM, namespace, "s")
+        assert podmonitor is not None
+        # Deleted while the watch was re-listing: its DELETED event never reaches the worklist.
+        cluster.kubectl("delete", "podmonitor", "s", "-n", namespace)
+        clock.now += Settings().resync_seconds * 1.3  # past the jittered resync
+        work.run_due()
+        restored = wait_for(lambda: cluster.get(*PM, namespace, "s"), what="the PodMonitor, restored by the resync")
+        assert restored["metadata"]["uid"] != podmonitor["metadata"]["uid"]
+        wait_for(lambda: drained(work), what="the resync done")
+
+        before = {
+            kind: (cluster.get(*gvr, namespace, "s") or {})["metadata"]["resourceVersion"]
+            for kind, gvr in (("LD", LD), ("RS", RS), ("PM", PM))
+        }
+        clock.now += Settings().resync_seconds * 1.3
+        work.run_due()
+        wait_for(lambda: drained(work), what="the second resync done")
+        after = {
+            kind: (cluster.get(*gvr, namespace, "s") or {})["metadata"]["resourceVersion"]
+            for kind, gvr in (("LD", LD), ("RS", RS), ("PM", PM))
+        }
+        assert after == before, "a resync with nothing to restore writes nothing"
+
+        # Deleted while not watched: the resync finds it gone and forgets it.
+        cluster.kubectl("delete", "llmd", "s", "-n", namespace)
+        clock.now += Settings().resync_seconds * 1.3
+        work.run_due()
+        wait_for(lambda: work.memory(key) is None, what="the deleted object forgotten")
+    finally:
+        work.forget(key)
+
+
+def test_samples_are_taken_off_the_lock_and_written_only_when_a_figure_shown_changes(
+    cluster: Cluster, namespace: str
+) -> None:
+    figures = {
+        "requestsPerSecond": 1.0,
+        "ttftP50Seconds": 0.05,
+        "outputTokensPerSecond": None,
+        "kvCacheUsagePercent": 2.0,
+    }
+    work, _ = worklist(cluster)
+    created = apply_llmd(cluster, namespace, "p")
+    key = (namespace, "p")
+    memory_locks: list[bool] = []
+
+    def sample(url: str, name: str, ns: str, *, window: str) -> dict[str, float | None]:
+        memory = work.memory(key)
+        memory_locks.append(memory is not None and memory.lock.locked())
+        return dict(figures)
+
+    ctx = rc.Context(
+        kube=cluster.kube,
+        settings=Settings(prometheus_url="http://prometheus.invalid:9090"),
+        catalog=Catalog.default(),
+        sample=sample,
+    )
+    work.ctx = ctx
+    try:
+        work.on_deployment("ADDED", created)
+        memory = work.memory(key)
+        assert memory is not None
+
+        def version() -> str:
+            return (cluster.get(*LD, namespace, "p") or {})["metadata"]["resourceVersion"]
+
+        assert rc.sample_metrics(ctx, memory, *key).writes == ["status.metrics"]
+        written = version()
+        for _ in range(3):  # same figures: no write, and sampleTime stays the time they were taken
+            assert rc.sample_metrics(ctx, memory, *key).writes == []
+        assert version() == written
+        figures["requestsPerSecond"] = 1.5
+        assert rc.sample_metrics(ctx, memory, *key).writes == ["status.metrics"]
+        assert (cluster.get(*LD, namespace, "p") or {})["status"]["metrics"]["requestsPerSecond"] == 1.5
+        assert memory_locks and not any(memory_locks), "Prometheus is asked without holding the object's lock"
+    finally:
+        work.forget(key)

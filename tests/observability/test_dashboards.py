@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from llm_operator.catalog import Catalog
+from llm_operator.desired import dashboard_target, render_children
 from llm_operator.models import parse_spec
-from llm_operator.reconcile import dashboard_target, render_children
 from llm_operator.render.common import Owner
 from llm_operator.render.dashboards import (
     CONFIGMAP_LIMIT,

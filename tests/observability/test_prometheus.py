@@ -26,8 +26,8 @@ import pytest
 
 from llm_dev.prometheus import Prometheus, prometheus_binary, scrape_config
 from llm_operator.catalog import Catalog
+from llm_operator.desired import render_children
 from llm_operator.models import parse_spec
-from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.render.panels import PANELS, selector
 from llm_operator.settings import Settings

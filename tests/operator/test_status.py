@@ -169,7 +169,7 @@ def test_status_fields_and_conditions() -> None:
     assert status["ready"] == "2/3" and status["readyReplicas"] == 2 and status["desiredReplicas"] == 3
     assert status["endpoint"] == "http://m-serve-svc.ns.svc:8000/v1"
     assert status["dashboard"] == "http://m-head-svc.ns.svc:8265"
-    assert {c["type"] for c in status["conditions"]} == {"Ready", "RayServiceReady", "MonitoringReady"}
+    assert {c["type"] for c in status["conditions"]} == {"Ready", "Applied", "RayServiceReady", "MonitoringReady"}
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
 
 

@@ -18,8 +18,8 @@ from kubernetes.client.exceptions import ApiException
 from llm_dev.binaries import find_binaries
 from llm_dev.controlplane import ControlPlane
 from llm_operator.catalog import Catalog
+from llm_operator.desired import is_subset, render_children
 from llm_operator.models import parse_spec
-from llm_operator.reconcile import is_subset, render_children
 from llm_operator.render.common import Owner
 from llm_operator.settings import from_env
 from tests.kubeutil import Cluster
