@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +17,6 @@ from llm_operator.catalog import Catalog, CatalogError
 from llm_operator.render.common import Owner
 from llm_operator.settings import SettingsError, from_env
 from llm_operator.yamlio import dump_all
-
-# Loggers that speak per watch event or per probe; at WARNING unless `run --verbose`.
-QUIET_LOGGERS = ("kopf.objects", "aiohttp.access")
 
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:
@@ -42,7 +36,7 @@ def _name(document: dict[str, Any]) -> tuple[str, str]:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """All children as YAML; ownerReferences only with --owner-uid (a wrong uid would let GC delete them)."""
-    from llm_operator.reconcile import render_children, validate
+    from llm_operator.desired import render_children, validate
 
     settings = from_env()
     catalog = Catalog.default().with_overrides(settings.catalog_overrides)
@@ -64,7 +58,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate specs as the operator does (without a cluster) and print each capacity plan."""
-    from llm_operator.reconcile import validate
+    from llm_operator.desired import validate
 
     catalog = Catalog.default().with_overrides(from_env().catalog_overrides)
     failed = False
@@ -95,53 +89,9 @@ def cmd_crd(_: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the operator (kopf) until interrupted."""
-    import asyncio
+    from llm_operator.run import run
 
-    if "kopf" not in sys.modules:
-        # kopf imports the official kubernetes client, when installed, only to recognise its model objects,
-        # which the operator never passes; the image does not install it, and here it would add 44 MB.
-        sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
-    import kopf
-    from kopf._cogs.clients.errors import APINotFoundError  # not exported by kopf; kopf is pinned
-    from prometheus_client import start_http_server
-
-    from llm_operator import handlers  # noqa: F401 - registers the handlers
-
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    from_env()  # fail fast on bad settings, before connecting
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        # kopf logs "Handler '...' succeeded." for every watch event, and aiohttp every liveness probe:
-        # 15 lines per object in a burst, none saying what was done. Reconciles log their writes instead.
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_address)
-
-    while True:
-        try:
-            asyncio.run(
-                kopf.operator(
-                    # --peering turns peering on: kopf ignores the peering name while standalone is true.
-                    standalone=args.standalone and args.peering is None,
-                    peering_name=args.peering,
-                    clusterwide=not args.namespace,
-                    namespaces=args.namespace or (),
-                    memo=kopf.Memo(namespaces=tuple(args.namespace)),
-                    liveness_endpoint=args.liveness,
-                )
-            )
-            return 0
-        except APINotFoundError as error:
-            # A watch of an optional CRD (ServiceMonitor, PodMonitor) being deleted can reconnect before
-            # kopf notices the CRD is gone, and kopf (1.45) then stops on the 404. Start it again: every
-            # object is re-read and compared (no writes when nothing changed), as after a restart.
-            logging.getLogger("llm_operator").warning("kopf stopped on %s; starting it again", error)
-            time.sleep(1)
+    return run(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,12 +106,15 @@ def parser() -> argparse.ArgumentParser:
         help="watch this namespace (repeatable); default: all namespaces",
     )
     run.add_argument(
-        "--standalone",
+        "--leader-election",
         action="store_true",
-        default=True,
-        help="no peering (one replica, Recreate); the default",
+        help="act only while holding a Lease (several replicas, one active); the chart sets it",
     )
-    run.add_argument("--peering", default=None, help="peering object name (several replicas, one active)")
+    run.add_argument("--lease-name", default="llm-operator", help="the Lease's name")
+    run.add_argument("--lease-namespace", default=None, help="the Lease's namespace (default: $POD_NAMESPACE)")
+    run.add_argument("--lease-duration", type=float, default=15.0, help="seconds a Lease lasts unrenewed")
+    run.add_argument("--lease-renew-deadline", type=float, default=10.0, help="seconds the leader may fail to renew")
+    run.add_argument("--lease-retry", type=float, default=2.0, help="seconds between attempts")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port (0: off)")
     run.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")

@@ -111,7 +111,14 @@ def chart_pod(cluster: Cluster, namespace: str, deployment: str) -> ChartPod:
     live = json.loads(cluster.kubectl("get", "deployment", deployment, "-n", namespace, "-o", "json"))
     pod = live["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    env = {item["name"]: item.get("value", "") for item in container.get("env", [])}
+    # The downward API's fields, as the kubelet would resolve them for a Pod of this Deployment.
+    fields = {"metadata.name": f"{deployment}-local", "metadata.namespace": namespace}
+    env = {
+        item["name"]: item.get(
+            "value", fields.get(((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath"), "")
+        )
+        for item in container.get("env", [])
+    }
     return ChartPod(list(container["args"]), env, pod["serviceAccountName"])
 
 
@@ -135,9 +142,8 @@ def run_as_chart(
         args[args.index("--metrics-port") + 1] = str(free_port())
         args[args.index("--metrics-address") + 1] = "127.0.0.1"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("LLMOP_")}
-        process = OperatorProcess(
-            kubeconfig, tmp_path / f"operator-{len(started)}.log", {**environ, **pod.env}, args
-        ).start()
+        env = {**environ, **pod.env, "POD_NAME": f"{deployment}-{len(started)}"}  # each replica its own name
+        process = OperatorProcess(kubeconfig, tmp_path / f"operator-{len(started)}.log", env, args).start()
         started.append(process)
         return process.wait_ready()
 

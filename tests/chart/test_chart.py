@@ -55,12 +55,29 @@ def test_helm_lint(helm: Helm, values: object) -> None:
 def test_rendered_objects_follow_the_platform_rules(helm: Helm) -> None:
     objects = documents(helm.template("rel", "ops"))
     kinds = sorted(obj["kind"] for obj in objects)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     for obj in objects:
         assert all(obj["metadata"]["labels"].get(label) for label in STANDARD_LABELS), obj["metadata"]
     deployment = next(obj for obj in objects if obj["kind"] == "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leading through the Lease; a rolling update starts the new one before the old goes.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    budget = next(obj for obj in objects if obj["kind"] == "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    lease_role = next(obj for obj in objects if obj["kind"] == "Role")
+    assert lease_role["metadata"]["namespace"] == "ops"
+    assert {tuple(rule["verbs"]) for rule in lease_role["rules"]} == {("create",), ("get", "update")}
+    assert next(r for r in lease_role["rules"] if "resourceNames" in r)["resourceNames"] == ["rel-llm-operator"]
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["automountServiceAccountToken"] is True
@@ -85,13 +102,13 @@ def test_settings_reach_the_operator_as_valid_environment(helm: Helm) -> None:
 
     objects = documents(helm.template("rel", "ops", "-f", str(CHART / "ci" / "monitoring-values.yaml")))
     deployment = next(obj for obj in objects if obj["kind"] == "Deployment")
-    env = {item["name"]: item["value"] for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {i["name"]: i.get("value", "") for i in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     settings = from_env(env)
     assert settings.prometheus_url == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
     assert settings.recheck_seconds == 30
     assert settings.catalog_overrides == {"instanceTypes": {"g5.xlarge": {"pricePerHour": 0.9}}}
     defaults = next(o for o in documents(helm.template("rel", "ops")) if o["kind"] == "Deployment")
-    env = {item["name"]: item["value"] for item in defaults["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {i["name"]: i.get("value", "") for i in defaults["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert from_env(env) == from_env({}), "chart defaults must equal the operator's own defaults"
 
 
@@ -104,6 +121,7 @@ def test_namespaced_mode_keeps_only_crd_reads_cluster_wide(helm: Helm) -> None:
     ]
     roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects if o["kind"] == "Role"}
     assert set(roles) == {
+        ("ops", "rel-llm-operator-lease"),
         ("team-a", "rel-llm-operator"),
         ("team-b", "rel-llm-operator"),
         ("monitoring", "rel-llm-operator-dashboards"),
@@ -114,7 +132,7 @@ def test_namespaced_mode_keeps_only_crd_reads_cluster_wide(helm: Helm) -> None:
     tenant = {rule["resources"][0]: rule["verbs"] for rule in roles["team-a", "rel-llm-operator"]["rules"]}
     assert tenant["configmaps"] == ["get", "delete"], "dashboards are written only in dashboards.namespace"
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-    assert len(bindings) == 3 and all(b["subjects"][0]["namespace"] == "ops" for b in bindings)
+    assert len(bindings) == 4 and all(b["subjects"][0]["namespace"] == "ops" for b in bindings)
     args = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--namespace") :] == ["--namespace", "team-a", "--namespace", "team-b"]
 
@@ -181,11 +199,11 @@ def test_install_upgrade_uninstall(helm: Helm, cluster: Cluster, namespace: str)
     example = textwrap.dedent(out.split("kubectl apply -n default -f -\n", 1)[1].split("  YAML\n", 1)[0])
     cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=example)
     from llm_operator.catalog import Catalog
-    from llm_operator.reconcile import validate
+    from llm_operator.desired import validate
 
     assert validate(yaml.safe_load(example)["spec"], namespace, Catalog.default())[1] == []
     deployment = json.loads(cluster.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "json"))
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == release
     cluster.kubectl("get", "serviceaccount", fullname, "-n", namespace)
     cluster.kubectl("get", "service", f"{fullname}-metrics", "-n", namespace)

@@ -82,7 +82,7 @@ def test_run_starts_kopf_again_when_a_vanished_crd_watch_stops_it(monkeypatch: p
     import kopf
     from kopf._cogs.clients.errors import APINotFoundError
 
-    from llm_operator import cli
+    from llm_operator import cli, run
 
     calls: list[object] = []
 
@@ -92,7 +92,7 @@ def test_run_starts_kopf_again_when_a_vanished_crd_watch_stops_it(monkeypatch: p
             raise APINotFoundError("404 page not found", status=404, headers={})
 
     monkeypatch.setattr(kopf, "operator", operator)
-    monkeypatch.setattr(cli.time, "sleep", lambda _: None)
+    monkeypatch.setattr(run.time, "sleep", lambda _: None)
     monkeypatch.setenv("KUBECONFIG", "")  # `run --kubeconfig` sets it; restored after the test
     assert cli.main(["run", "--kubeconfig", "/nonexistent", "--metrics-port", "0"]) == 0
     assert len(calls) == 2 and calls[0] is not calls[1]  # a fresh memo (context, worklist) each time

@@ -108,6 +108,9 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 {{- if and .Values.rbac.create (not .Values.rbac.secretsGet) .Values.settings.checkSecrets }}
 {{- fail "rbac.secretsGet=false needs settings.checkSecrets=false: without get on Secrets the operator cannot check spec.model.tokenSecretRef" }}
 {{- end }}
+{{- if ge (int .Values.leaderElection.renewDeadline) (int .Values.leaderElection.leaseDuration) }}
+{{- fail "leaderElection.renewDeadline must be less than leaderElection.leaseDuration: a leader must stop before its Lease can expire for a standby" }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
 {{- end }}
