@@ -12,11 +12,13 @@ of generated model classes, and its per-call validation was about a quarter of t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from llm_operator import constants as c
+from llm_operator.kubeconfig import exec_user
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -77,20 +80,16 @@ _environ_lock = threading.Lock()
 
 def login(kubeconfig: str | None = None, settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
     """kopf's own login: `kubeconfig` if given, else $KUBECONFIG, else the in-cluster service account, else
-    ~/.kube/config. The operator's requests and kopf's watches use the same credentials."""
+    ~/.kube/config. The operator's requests and kopf's watches use the same credentials. A kubeconfig whose
+    user runs an exec credential plugin (EKS: `aws eks get-token`) logs in through the `kubernetes` client."""
     settings = settings or kopf.OperatorSettings()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path and exec_user(path) is not None:
+        return login_with_exec_plugin(path, settings)
     info: kopf.ConnectionInfo | None
     if kubeconfig:
-        with _environ_lock:  # kopf reads the kubeconfig's path from the environment only
-            previous = os.environ.get("KUBECONFIG")
-            os.environ["KUBECONFIG"] = kubeconfig
-            try:
-                info = kopf.login_with_kubeconfig(settings=settings)
-            finally:
-                if previous is None:
-                    del os.environ["KUBECONFIG"]
-                else:
-                    os.environ["KUBECONFIG"] = previous
+        with _kubeconfig_in_environ(kubeconfig):
+            info = kopf.login_with_kubeconfig(settings=settings)
     elif os.environ.get("KUBECONFIG"):
         info = kopf.login_with_kubeconfig(settings=settings)
     else:
@@ -100,12 +99,43 @@ def login(kubeconfig: str | None = None, settings: kopf.OperatorSettings | None 
     return info
 
 
+def login_with_exec_plugin(kubeconfig: str, settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """Credentials from a kubeconfig whose user runs an exec plugin: kopf's login through the `kubernetes`
+    client (`kopf.login_via_client`; kopf's minimal kubeconfig login ignores exec). The client's 44 MB of
+    model classes are loaded only for such a kubeconfig. It reads $KUBECONFIG when first imported, so
+    `run` sets it before anything imports the client. Called again on a 401: an expired token is renewed."""
+    with _kubeconfig_in_environ(kubeconfig):
+        info = kopf.login_via_client(logger=logging.getLogger(__name__), settings=settings)
+    if info is None:
+        raise kopf.LoginError(
+            f"{kubeconfig}: its user runs an exec credential plugin; install the `kubernetes` package to use it"
+        )
+    return info
+
+
+@contextlib.contextmanager
+def _kubeconfig_in_environ(kubeconfig: str) -> Iterator[None]:
+    """kopf and the kubernetes client read the kubeconfig's path from the environment only."""
+    with _environ_lock:
+        previous = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = kubeconfig
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ["KUBECONFIG"]
+            else:
+                os.environ["KUBECONFIG"] = previous
+
+
 class ApiError(RuntimeError):
     """The API server answered with an error status; `reason` and `message` are from its Status."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, retry_after: str | None = None) -> None:
         self.status = status
         self.body = body.decode("utf-8", errors="replace")
+        # Seconds the server asks us to wait (429, some 503s), if it said so.
+        self.retry_after = float(retry_after) if retry_after and retry_after.isdigit() else None
         try:
             answer = json.loads(body)
             self.reason, self.message = str(answer.get("reason") or ""), str(answer.get("message") or "")
@@ -157,7 +187,7 @@ class Api:
                 continue
             break
         if response.status >= 400:
-            raise ApiError(response.status, response.data)
+            raise ApiError(response.status, response.data, response.headers.get("Retry-After"))
         return json.loads(response.data) if response.data else None
 
 
@@ -204,10 +234,19 @@ class Kube:
                 return None
             raise
 
-    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        """The object, or None if it (or its CRD) does not exist."""
-        result: dict[str, Any] | None = self._unless_absent("GET", kind.path(namespace, name))
+    def get(self, kind: Kind, namespace: str, name: str, *, metadata_only: bool = False) -> dict[str, Any] | None:
+        """The object (or only its metadata), or None if it (or its CRD) does not exist."""
+        accept = METADATA_ONLY if metadata_only else None
+        result: dict[str, Any] | None = self._unless_absent("GET", kind.path(namespace, name), accept=accept)
         return result
+
+    def get_all(
+        self, wanted: Sequence[tuple[Kind, str, str]], *, metadata_only: bool = False
+    ) -> list[dict[str, Any] | None]:
+        """`get` each (kind, namespace, name), concurrently; results in the same order."""
+        if len(wanted) <= 1:
+            return [self.get(*one, metadata_only=metadata_only) for one in wanted]
+        return list(self._pool.map(lambda one: self.get(*one, metadata_only=metadata_only), wanted))
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of a child with our field manager, taking over fields we own."""
@@ -225,11 +264,19 @@ class Kube:
             raise
         return result
 
-    def apply_all(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """`apply` each body, concurrently (they are independent); results in the same order."""
+    def apply_all(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ApiError]:
+        """`apply` each body, concurrently (they are independent); each result, or the API's refusal of it,
+        in the same order. Connection errors and a namespace going away are raised."""
+
+        def one(body: Mapping[str, Any]) -> dict[str, Any] | ApiError:
+            try:
+                return self.apply(body)
+            except ApiError as error:
+                return error
+
         if len(bodies) <= 1:
-            return [self.apply(body) for body in bodies]
-        return list(self._pool.map(self.apply, bodies))
+            return [one(body) for body in bodies]
+        return list(self._pool.map(one, bodies))
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
