@@ -224,7 +224,13 @@ class RayHost:
         """pod -> its node's role, cluster and local ports (what the lane's Prometheus scrapes)."""
         with self._lock:
             return {
-                key: {"head": n.pod.head, "cluster": n.pod.cluster, "metrics": n.ports.metrics, "serving": n.serving}
+                key: {
+                    "head": n.pod.head,
+                    "cluster": n.pod.cluster,
+                    "metrics": n.ports.metrics,
+                    "serving": n.serving,
+                    "pid": n.process.pid,  # leads the node's session: its Ray workers (Serve replicas) are in it
+                }
                 for key, n in self.nodes.items()
             }
 

@@ -57,6 +57,7 @@ class ConditionType(StrEnum):
     CAPACITY_PLANNED = "CapacityPlanned"
     METRICS_AVAILABLE = "MetricsAvailable"
     APPLIED = "Applied"
+    ANSWERING = "Answering"
 
 
 class Reason(StrEnum):
@@ -76,6 +77,10 @@ class Reason(StrEnum):
     FORBIDDEN = "Forbidden"
     INVALID = "Invalid"
     CHILD_CONFLICT = "ChildConflict"
+    PROBING = "Probing"
+    ANSWERED = "Answered"
+    NOT_ANSWERING = "NotAnswering"
+    STALLED = "Stalled"
     CRD_NOT_INSTALLED = "CRDNotInstalled"
     DISABLED = "Disabled"
     MONITORS_APPLIED = "MonitorsApplied"

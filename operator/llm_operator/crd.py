@@ -19,6 +19,8 @@ PRINTER_COLUMNS = [
     {"name": "Accelerator", "type": "string", "jsonPath": ".spec.accelerator.type"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    # Whether the model answered the operator's probe (a real completion through the serve Service).
+    {"name": "Answering", "type": "string", "jsonPath": ".status.answering"},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
     # Live figures sampled from Prometheus (`kubectl get llmd -o wide`); Sampled: when they last changed.
     {"name": "Req/s", "type": "number", "jsonPath": ".status.metrics.requestsPerSecond", "priority": 1},

@@ -174,13 +174,20 @@ class Api:
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
         accept: str | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """The decoded JSON answer (None if empty); `ApiError` for an error status."""
         url = self.server + path + (f"?{urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         extra = ({"Content-Type": content_type} if data is not None else {}) | ({"Accept": accept} if accept else {})
         for attempt in (1, 2):
-            response = self.pool.request(method, url, body=data, headers=self.headers | extra)
+            response = self.pool.request(
+                method,
+                url,
+                body=data,
+                headers=self.headers | extra,
+                timeout=urllib3.Timeout(connect=10, read=timeout) if timeout is not None else TIMEOUT,
+            )
             if response.status == 401 and attempt == 1:
                 with self._lock:
                     self._open()
@@ -248,11 +255,12 @@ class Kube:
             return [self.get(*one, metadata_only=metadata_only) for one in wanted]
         return list(self._pool.map(lambda one: self.get(*one, metadata_only=metadata_only), wanted))
 
-    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply of a child with our field manager, taking over fields we own."""
+    def apply(self, body: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
+        """Server-side apply of a child with our field manager; `force` takes over fields another manager set
+        (without it, a field another manager set to a different value is a 409 Conflict)."""
         meta = body["metadata"]
         path = KINDS[body["kind"]].path(meta["namespace"], meta["name"])
-        query = {"fieldManager": c.FIELD_MANAGER, "force": "true"}
+        query = {"fieldManager": c.FIELD_MANAGER, "force": "true" if force else "false"}
         try:
             result: dict[str, Any] = self.api.request("PATCH", path, body, query=query, content_type=APPLY)
         except ApiError as error:
@@ -264,19 +272,23 @@ class Kube:
             raise
         return result
 
-    def apply_all(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ApiError]:
-        """`apply` each body, concurrently (they are independent); each result, or the API's refusal of it,
-        in the same order. Connection errors and a namespace going away are raised."""
+    def apply_all(
+        self, bodies: Sequence[Mapping[str, Any]], *, force: Sequence[bool] = ()
+    ) -> list[dict[str, Any] | ApiError]:
+        """`apply` each body (forced unless `force` says otherwise), concurrently (they are independent); each
+        result, or the API's refusal of it, in the same order. Connection errors and a namespace going away
+        are raised."""
+        forced = list(force) or [True] * len(bodies)
 
-        def one(body: Mapping[str, Any]) -> dict[str, Any] | ApiError:
+        def one(index: int) -> dict[str, Any] | ApiError:
             try:
-                return self.apply(body)
+                return self.apply(bodies[index], force=forced[index])
             except ApiError as error:
                 return error
 
         if len(bodies) <= 1:
-            return [one(body) for body in bodies]
-        return list(self._pool.map(one, bodies))
+            return [one(index) for index in range(len(bodies))]
+        return list(self._pool.map(one, range(len(bodies))))
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an object; False if it was already gone."""
@@ -343,6 +355,17 @@ class Kube:
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Pods of a namespace matching a label selector (KubeRay's pods carry our template labels)."""
         return list(self.api.request("GET", POD.path(namespace), query={"labelSelector": label_selector})["items"])
+
+    def service_proxy_post(
+        self, namespace: str, service: str, port: int, path: str, body: Any, *, timeout: float
+    ) -> Any:
+        """POST to a Service through the API server's service proxy (the probe from outside the cluster)."""
+        where = f"/api/v1/namespaces/{quote(namespace)}/services/{quote(service)}:{port}/proxy{path}"
+        return self.api.request("POST", where, body, timeout=timeout)
+
+    def delete_pod(self, namespace: str, name: str) -> bool:
+        """Delete a pod (a stalled Ray worker, so KubeRay replaces it); False if it was gone."""
+        return self.delete(POD, namespace, name)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(LLMDEPLOYMENT, namespace, name)

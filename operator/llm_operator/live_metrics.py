@@ -69,3 +69,24 @@ def sample(url: str, deployment: str, namespace: str, *, window: str) -> dict[st
     finally:
         http.clear()
     return figures(values)
+
+
+def engine_busy(url: str, deployment: str, namespace: str, *, window: str) -> bool | None:
+    """Whether the engine has requests running yet generated no token over `window` (a stall), from
+    Prometheus; None when Prometheus cannot say."""
+    sel = panels.selector(deployment, namespace)
+    running = panels.RUNNING.expr(sel, window)
+    generated = f"sum(increase(ray_vllm_generation_tokens_total{{{sel}}}[{window}]))"
+    http = urllib3.PoolManager(timeout=TIMEOUT_SECONDS, retries=False)
+    try:
+        values = []
+        for expr in (running, generated):
+            response = http.request("GET", f"{url.rstrip('/')}/api/v1/query", fields={"query": expr})
+            values.append(first_value(response.json()))
+    except (urllib3.exceptions.HTTPError, ValueError, PrometheusError):
+        return None
+    finally:
+        http.clear()
+    if values[0] is None:
+        return None
+    return values[0] > 0 and not values[1]

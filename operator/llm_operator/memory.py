@@ -60,6 +60,31 @@ def _unpacked(copy: str | None) -> dict[str, Any] | None:
 
 
 @dataclass(slots=True)
+class PodsWaiting:
+    """Since when KubeRay has reported pods of this deployment not ready, and the last look at them."""
+
+    since: float | None = None
+    listed_at: float | None = None
+    unscheduled: str | None = None
+
+
+@dataclass(slots=True)
+class Answering:
+    """The Answering probe of this deployment: which generation it probes (KubeRay reports it RUNNING; None:
+    nothing to probe), its verdict for that generation, consecutive failures, the last stall restart."""
+
+    target: int | None = None
+    interval: float = 60.0  # spec.probe.intervalSeconds of the target
+    generation: int | None = None
+    verdict: tuple[bool, str, str] | None = None  # (answering, reason, message)
+    failures: int = 0
+    restarted_at: float | None = None
+
+    def for_generation(self, generation: int) -> tuple[bool, str, str] | None:
+        return self.verdict if self.generation == generation else None
+
+
+@dataclass(slots=True)
 class _Seen:
     """The newest version of one object seen, its generation, and (for some kinds) a copy of it."""
 
@@ -78,6 +103,9 @@ class Memory:
         "failures",
         "generation",
         "lock",
+        "pods",
+        "probe",
+        "probe_at",
         "recheck_at",
         "rendered",
         "resync_at",
@@ -96,6 +124,10 @@ class Memory:
         self.recheck_at: float | None = None
         self.resync_at: float | None = None
         self.sample_at: float | None = None
+        # Pods KubeRay reports not ready: since when, when last listed, what the scheduler said then.
+        self.pods = PodsWaiting()
+        self.probe = Answering()
+        self.probe_at: float | None = None
         self._seen: dict[str, _Seen] = {}
         self._guard = threading.Lock()
 

@@ -16,6 +16,12 @@ RECONCILE_SECONDS = Histogram(
     "Time one reconcile takes.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+PROBE_SECONDS = Histogram(
+    "llm_operator_probe_seconds",
+    "Time the Answering probe's completion took, by deployment.",
+    ["namespace", "name"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 DEPLOYMENTS = Gauge("llm_operator_deployments", "LLMDeployments by phase.", ["phase"])
 
 _phases: dict[tuple[str, str], str] = {}

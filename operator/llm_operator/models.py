@@ -227,6 +227,27 @@ class MonitoringSpec(SpecModel):
     dashboards: bool = Field(default=True, description="Provision Grafana dashboards (when monitoring is enabled).")
 
 
+class ProbeSpec(SpecModel):
+    """The Answering probe: a real completion through the serve Service before Ready, then periodically."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Probe the model; false: Ready as soon as KubeRay reports the app RUNNING (Answering: Disabled).",
+    )
+    prompt: str = Field(
+        default="Hello", min_length=1, max_length=2048, description="Prompt of the 1-token completion the probe asks."
+    )
+    interval_seconds: int = Field(default=60, ge=5, le=3600, description="Seconds between probes (jittered).")
+    timeout_seconds: int = Field(default=30, ge=1, le=600, description="Seconds a probe may take.")
+    failure_threshold: int = Field(
+        default=3, ge=1, le=20, description="Consecutive failed probes before Answering turns False."
+    )
+    restart_on_stall: bool = Field(
+        default=False,
+        description="Delete a stalled worker pod (at most once per interval), so KubeRay and Serve replace it.",
+    )
+
+
 class LLMDeploymentSpec(SpecModel):
     """Desired state of an LLMDeployment: a model served by vLLM on Ray Serve, on GPUs, behind the OpenAI API."""
 
@@ -254,6 +275,7 @@ class LLMDeploymentSpec(SpecModel):
     head: PodOverrides = Field(default=PodOverrides(), description="Overrides for the Ray head pod (CPU).")
     worker: PodOverrides = Field(default=PodOverrides(), description="Overrides for the GPU worker pods.")
     monitoring: MonitoringSpec = Field(default=MonitoringSpec(), description="Monitoring and dashboards.")
+    probe: ProbeSpec = Field(default=ProbeSpec(), description="The Answering probe Ready waits on.")
     upgrade_strategy: Literal["NewCluster", "None"] = Field(
         default="NewCluster",
         description="NewCluster: a spec change starts a new Ray cluster and switches traffic when it is ready; "
@@ -368,7 +390,8 @@ class Condition(StatusModel):
     """A typed condition (metav1.Condition)."""
 
     type: str = Field(
-        description="Condition type: Ready, RayServiceReady, MonitoringReady, CapacityPlanned, MetricsAvailable."
+        description="Condition type: Ready, Answering, Applied, RayServiceReady, MonitoringReady, CapacityPlanned, "
+        "MetricsAvailable."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="Machine-readable reason in CamelCase.")
@@ -386,6 +409,9 @@ class LLMDeploymentStatus(StatusModel):
     observed_generation: int = Field(default=0, description="The .metadata.generation the status reflects.")
     conditions: list[Condition] = Field(default_factory=list, description="Typed conditions.")
     endpoint: str | None = Field(default=None, description="In-cluster OpenAI base URL.")
+    answering: str | None = Field(
+        default=None, description="Whether the model answered the probe: True, False (why: see Answering)."
+    )
     dashboard: str | None = Field(default=None, description="In-cluster Ray dashboard URL.")
     ray_service: str | None = Field(default=None, description="Name of the RayService child.")
     ready: str | None = Field(default=None, description="Ready/desired replicas, e.g. 1/2.")

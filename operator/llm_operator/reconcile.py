@@ -9,6 +9,7 @@ no write. A write the API refuses becomes the `Applied` condition and an Event, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from llm_operator import constants as c
 from llm_operator import live_metrics, naming
 from llm_operator.capacity_check import check_capacity
 from llm_operator.catalog import Catalog
-from llm_operator.constants import Reason
+from llm_operator.constants import Phase, Reason
 from llm_operator.desired import controller_of, is_ours, is_subset, rayservice, render_children, spec_hash, validate
 from llm_operator.k8s import (
     CONFIGMAP,
@@ -42,11 +43,14 @@ from llm_operator.status import (
     Verdict,
     compute_status,
     pods_waiting,
+    rayservice_verdict,
     status_patch,
     unscheduled_message,
     with_metrics,
 )
 
+# Seconds KubeRay's pods may be not ready before the operator looks at what the scheduler says of them.
+PODS_GRACE = 5.0
 # What the API's refusal of a write means for the user; anything else is retried with backoff.
 REFUSALS = {403: Reason.FORBIDDEN, 404: Reason.CRD_NOT_INSTALLED, 422: Reason.INVALID, 400: Reason.INVALID}
 
@@ -80,6 +84,7 @@ class Context:
     settings: Settings
     catalog: Catalog
     now: Callable[[], str] = lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    clock: Callable[[], float] = time.monotonic
     sample: Callable[..., dict[str, float | None]] = live_metrics.sample
 
 
@@ -130,7 +135,10 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
     # Plan: the capacity check, and which children to read, compare or apply.
     capacity = check_capacity(spec, ctx.catalog)
     monitoring_on, monitoring = _monitoring(ctx, spec)
-    changed = memory.generation != generation
+    # Whether the spec changed since it was last brought in line: by this process, else (an object new to
+    # it: a start, a retry) by the status any process wrote for it.
+    last = memory.generation if memory.generation is not None else previous.get("observedGeneration")
+    changed = last != generation
     live: dict[str, dict[str, Any] | None] = {}
     refused: Verdict | None = None
     if capacity.blocked is not None:
@@ -157,6 +165,7 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
         if memory.rendered is None or memory.rendered[0] != generation:
             memory.rendered = (generation, spec_hash(rayservice(owner, spec, ctx.settings, ctx.catalog)))
         desired_hash = memory.rendered[1]
+    answering = _answering(memory, spec, generation, rayservice_verdict(observed_rayservice, desired_hash)[0])
     status = compute_status(
         name=owner.name,
         namespace=owner.namespace,
@@ -169,8 +178,9 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
             capacity_plan=capacity.plan,
             blocked=capacity.blocked,
             desired_hash=desired_hash,
-            unscheduled=_unscheduled(ctx, owner, observed_rayservice, outcome),
+            unscheduled=_unscheduled(ctx, memory, owner, observed_rayservice, outcome),
             refused=refused,
+            answering=answering,
         ),
         previous=previous,
         now=now,
@@ -182,6 +192,22 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
     _write_status(ctx, body, memory, status, outcome)
     memory.generation = generation  # a refused write is re-checked on the worklist's timer
     return outcome
+
+
+def _answering(memory: Memory, spec: LLMDeploymentSpec, generation: int, kuberay: Phase) -> Verdict | None:
+    """Point the Answering probe (the worklist runs it) at this generation once KubeRay reports it RUNNING;
+    the verdict so far for it (None: no completion yet)."""
+    state = memory.probe
+    if not spec.probe.enabled:
+        state.target = None
+        return Verdict(True, Reason.DISABLED, "spec.probe.enabled is false")
+    target = generation if kuberay == Phase.READY else None
+    if target != state.target:
+        state.target, state.failures = target, 0
+        memory.probe_at = None  # the worklist probes a new target at once
+    state.interval = float(spec.probe.interval_seconds)
+    verdict = state.for_generation(generation)
+    return None if verdict is None else Verdict(*verdict)
 
 
 def _kinds(spec: LLMDeploymentSpec, monitoring_on: bool) -> list[str]:
@@ -202,49 +228,20 @@ def _sync_children(
     changed: bool,
     outcome: Outcome,
 ) -> tuple[dict[str, dict[str, Any] | None], Verdict | None]:
-    """Apply each child that is missing or differs; the live children, and the first refusal, if any.
-
-    A remembered child is trusted unless news of it came (then compared with it) or the spec changed (then
-    applied without reading: server-side apply of an unchanged object writes nothing). A child not
-    remembered is read and compared first, and left alone if it is not ours.
-    """
-    live: dict[str, dict[str, Any] | None] = {}
-    stale: list[dict[str, Any]] = []
-    conflicts: list[str] = []
-    unknown = [body for body in desired if body["kind"] not in news and not memory.knows(body["kind"])]
-    # What is not remembered is read, all at once; only its metadata when it is to be applied anyway.
-    wanted = [(KINDS[b["kind"]], b["metadata"]["namespace"], b["metadata"]["name"]) for b in unknown]
-    read = dict(zip((b["kind"] for b in unknown), ctx.kube.get_all(wanted, metadata_only=changed), strict=True))
-    for body in desired:
-        kind, meta = body["kind"], body["metadata"]
-        if kind in news:
-            actual = news[kind]
-            if actual is not None and not changed and memory.same_generation(actual):
-                live[kind] = actual  # only its status or metadata moved: its spec is the one we applied
-                continue
-        elif memory.knows(kind):
-            if changed:
-                stale.append(body)
-            continue
-        else:
-            actual = read[kind]
-        if actual is not None and not is_ours(actual, owner):
-            owner_text = controller_of(actual) or "no controller"
-            conflicts.append(f"{kind} {meta['namespace']}/{meta['name']} exists and is controlled by {owner_text}")
-        elif actual is None or changed or not is_subset(body, actual):
-            stale.append(body)
-        else:
-            live[kind] = actual
+    """Apply each child that is missing or differs; the live children, and the first refusal, if any."""
+    live, stale, conflicts = _plan_children(ctx, memory, owner, desired, news, changed=changed)
     refusals: list[tuple[ApiError, str]] = []
-    for body, applied in zip(stale, ctx.kube.apply_all(stale), strict=True):
+    for body, result in zip([b for b, _ in stale], _apply(ctx, owner, stale, conflicts), strict=True):
         meta = body["metadata"]
-        if isinstance(applied, ApiError):
-            if applied.status not in REFUSALS:
-                raise applied  # conflicts, throttling, server errors: retried with backoff
-            refusals.append((applied, f"{body['kind']} {meta['namespace']}/{meta['name']}"))
+        if result is None:
+            continue
+        if isinstance(result, ApiError):
+            if result.status not in REFUSALS:
+                raise result  # conflicts, throttling, server errors: retried with backoff
+            refusals.append((result, f"{body['kind']} {meta['namespace']}/{meta['name']}"))
             continue
         outcome.writes.append(f"apply {body['kind']}/{meta['name']}")
-        live[body["kind"]] = applied
+        live[body["kind"]] = result
     for actual in live.values():
         if actual is not None:
             memory.note(actual)
@@ -257,6 +254,76 @@ def _sync_children(
             return live, Verdict(False, reason, f"{what}: its CRD is not installed ({error.message})")
         return live, Verdict(False, reason, f"{what}: {error.message or error}")
     return live, None
+
+
+def _plan_children(
+    ctx: Context, memory: Memory, owner: Owner, desired: list[dict[str, Any]], news: Mapping[str, Any], *, changed: bool
+) -> tuple[dict[str, dict[str, Any] | None], list[tuple[dict[str, Any], bool]], list[str]]:
+    """Which children to apply, and whether with force; those live and unchanged; conflicts found.
+
+    A remembered child is trusted unless news of it came (then compared with it) or the spec changed (then
+    applied without reading: server-side apply of an unchanged object writes nothing). A new spec's child
+    not remembered is applied without force: on someone else's object, a field they set differently is a
+    409 (`_apply` then reads it). A ConfigMap's data is a map, where our key would merge into theirs: it is
+    read first, like every child not remembered when the spec did not change (read and compared).
+    """
+    live: dict[str, dict[str, Any] | None] = {}
+    stale: list[tuple[dict[str, Any], bool]] = []
+    conflicts: list[str] = []
+    unknown = [b for b in desired if b["kind"] not in news and not memory.knows(b["kind"])]
+    tentative = {b["kind"] for b in unknown if changed and b["kind"] != "ConfigMap"}
+    reading = [b for b in unknown if b["kind"] not in tentative]
+    wanted = [(KINDS[b["kind"]], b["metadata"]["namespace"], b["metadata"]["name"]) for b in reading]
+    read = dict(zip((b["kind"] for b in reading), ctx.kube.get_all(wanted, metadata_only=changed), strict=True))
+    for body in desired:
+        kind = body["kind"]
+        if kind in tentative:
+            stale.append((body, False))
+            continue
+        if kind in news:
+            actual = news[kind]
+            if actual is not None and not changed and memory.same_generation(actual):
+                live[kind] = actual  # only its status or metadata moved: its spec is the one we applied
+                continue
+        elif memory.knows(kind):
+            if changed:
+                stale.append((body, True))
+            continue
+        else:
+            actual = read[kind]
+        if actual is not None and not is_ours(actual, owner):
+            conflicts.append(_conflict(body, actual))
+        elif actual is None or changed or not is_subset(body, actual):
+            stale.append((body, True))
+        else:
+            live[kind] = actual
+    return live, stale, conflicts
+
+
+def _apply(
+    ctx: Context, owner: Owner, stale: list[tuple[dict[str, Any], bool]], conflicts: list[str]
+) -> list[dict[str, Any] | ApiError | None]:
+    """Apply `stale` at once; a 409 of an unforced apply is someone else's object (None, a conflict noted) or
+    ours drifted or gone (applied again with force)."""
+    results: list[dict[str, Any] | ApiError | None] = list(
+        ctx.kube.apply_all([body for body, _ in stale], force=[force for _, force in stale])
+    )
+    for index, ((body, forced), result) in enumerate(zip(stale, results, strict=True)):
+        if isinstance(result, ApiError) and result.status == 409 and not forced:
+            meta = body["metadata"]
+            actual = ctx.kube.get(KINDS[body["kind"]], meta["namespace"], meta["name"])
+            if actual is not None and not is_ours(actual, owner):
+                conflicts.append(_conflict(body, actual))
+                results[index] = None
+            else:
+                results[index] = ctx.kube.apply_all([body])[0]
+    return results
+
+
+def _conflict(body: Mapping[str, Any], actual: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    holder = controller_of(actual) or "no controller"
+    return f"{body['kind']} {meta['namespace']}/{meta['name']} exists and is controlled by {holder}"
 
 
 def _observe_rayservice(
@@ -273,14 +340,24 @@ def _observe_rayservice(
     return dict(memory.pick(found, keep_spec=False))
 
 
-def _unscheduled(ctx: Context, owner: Owner, rayservice: dict[str, Any] | None, outcome: Outcome) -> str | None:
+def _unscheduled(
+    ctx: Context, memory: Memory, owner: Owner, rayservice: dict[str, Any] | None, outcome: Outcome
+) -> str | None:
     """While KubeRay reports pods not ready: what the scheduler says of those it cannot place. No watch of
-    ours sees pods, so the worklist re-checks until they are ready."""
+    ours sees pods, so the worklist re-checks until they are ready. Pods are listed once they have waited
+    `PODS_GRACE` seconds (a new cluster's pods always wait a moment: no list on KubeRay's first status
+    events), and at most every `PODS_GRACE` seconds; between lists the last answer stands."""
+    pods = memory.pods
     if rayservice is None or not pods_waiting(rayservice):
+        pods.since = pods.listed_at = pods.unscheduled = None
         return None
     outcome.waiting = True
-    pods = ctx.kube.list_pods(owner.namespace, f"{c.LABEL_DEPLOYMENT}={naming.capped(owner.name, 63)}")
-    return unscheduled_message(pods)
+    now = ctx.clock()
+    pods.since = pods.since if pods.since is not None else now
+    if now - pods.since >= PODS_GRACE and (pods.listed_at is None or now - pods.listed_at >= PODS_GRACE):
+        listed = ctx.kube.list_pods(owner.namespace, f"{c.LABEL_DEPLOYMENT}={naming.capped(owner.name, 63)}")
+        pods.listed_at, pods.unscheduled = now, unscheduled_message(listed)
+    return pods.unscheduled
 
 
 def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,6 +26,7 @@ class Settings(BaseModel):
     check_secrets: bool = True
     recheck_seconds: float = Field(default=60, gt=0)
     resync_seconds: float = Field(default=600, gt=0)
+    probe_via: Literal["auto", "direct", "apiserver"] = "auto"
     dashboard_label: str = Field(
         default=c.DEFAULT_DASHBOARD_LABEL, pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
     )
@@ -45,6 +46,7 @@ ENV = {
     "check_secrets": "LLMOP_CHECK_SECRETS",
     "recheck_seconds": "LLMOP_RECHECK_SECONDS",
     "resync_seconds": "LLMOP_RESYNC_SECONDS",
+    "probe_via": "LLMOP_PROBE_VIA",
     "dashboard_label": "LLMOP_DASHBOARD_LABEL",
     "dashboard_label_value": "LLMOP_DASHBOARD_LABEL_VALUE",
     "dashboard_namespace": "LLMOP_DASHBOARD_NAMESPACE",

@@ -39,6 +39,7 @@ class Observed:
     desired_hash: str | None = None
     unscheduled: str | None = None
     refused: Verdict | None = None  # the API refused a child's write, or a child is not ours
+    answering: Verdict | None = None  # the Answering probe's verdict for this generation (None: not yet)
 
 
 def _condition(items: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -182,6 +183,15 @@ def compute_status(
         verdicts[ConditionType.READY] = observed.blocked
     else:
         phase, readiness = rayservice_verdict(observed.rayservice, observed.desired_hash)
+        answering = observed.answering
+        if phase == Phase.READY and answering is None:
+            phase = Phase.DEPLOYING
+            readiness = Verdict(False, Reason.PROBING, f"{readiness.message}; waiting for a first completion")
+        elif phase == Phase.READY and answering is not None and not answering.status:
+            phase, readiness = Phase.DEGRADED, Verdict(False, answering.reason, answering.message)
+        verdicts[ConditionType.ANSWERING] = answering or Verdict(
+            False, Reason.PROBING, "no completion yet: the probe starts once KubeRay reports this generation RUNNING"
+        )
         if observed.unscheduled and phase in (Phase.PENDING, Phase.DEPLOYING, Phase.UPGRADING):
             readiness = Verdict(False, Reason.UNSCHEDULABLE, observed.unscheduled)
         if observed.refused is not None:
@@ -202,6 +212,8 @@ def compute_status(
         "desiredReplicas": desired,
         "ready": f"{ready}/{desired}",
     }
+    if ConditionType.ANSWERING in verdicts:
+        status["answering"] = "True" if verdicts[ConditionType.ANSWERING].status else "False"
     if observed.invalid is None and observed.blocked is None:
         status.update(
             {
@@ -258,5 +270,5 @@ def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str,
 
 
 def _stale(previous: dict[str, Any], desired: dict[str, Any]) -> list[str]:
-    owned = {"endpoint", "dashboard", "rayService", "capacity"}
+    owned = {"endpoint", "dashboard", "rayService", "capacity", "answering"}
     return [key for key in previous if key in owned and key not in desired]

@@ -16,7 +16,10 @@ memory, per LLMDeployment (`memory.Memory`):
   and compares them all: a child deleted or changed while a watch was down is restored; nothing is written
   when nothing differs. An object that no longer exists is forgotten;
 - a Prometheus sample every `metrics_seconds` (with `LLMOP_PROMETHEUS_URL`), taken in a small pool of its
-  own, never on the reconcile path.
+  own, never on the reconcile path;
+- the Answering probe (`answering`) while KubeRay reports the current generation RUNNING: at once, every
+  few seconds until a first verdict, then every `spec.probe.intervalSeconds` (jittered), in a pool of its
+  own; a new verdict queues a reconcile, which writes it.
 
 Losing this memory (a restart) is safe: every object is then new to the process and reconciled once.
 All reconciles run in `RECONCILE_THREADS` threads, in order per LLMDeployment (`keyed.KeyedQueue`); one
@@ -34,8 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from llm_operator import answering, heap
 from llm_operator import constants as c
-from llm_operator import heap
 from llm_operator import reconcile as rc
 from llm_operator.k8s import ApiError, is_api_error
 from llm_operator.keyed import KeyedQueue
@@ -49,6 +52,8 @@ TICK = 0.5
 TRIM_SECONDS = 30.0
 RECONCILE_THREADS = 8  # reconciles wait on the API server, not on our CPU; per object they run in order
 SAMPLE_THREADS = 4  # Prometheus queries, at most this many at once
+PROBE_THREADS = 4  # Answering probes (each may wait its timeout), at most this many at once
+FIRST_PROBE_RETRY = 5.0  # seconds between probes while a generation has no verdict yet
 Key = tuple[str, str]
 Work = Callable[[], None]
 
@@ -78,6 +83,7 @@ class Worklist:
         self._thread: threading.Thread | None = None
         self._queue = KeyedQueue(RECONCILE_THREADS, "llm-operator-reconcile")
         self._sampling = ThreadPoolExecutor(max_workers=SAMPLE_THREADS, thread_name_prefix="llm-operator-sample")
+        self._probing = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="llm-operator-probe")
         self._resync_checked = clock()
 
     def memory(self, key: Key) -> Memory | None:
@@ -205,6 +211,10 @@ class Worklist:
                 memory.failures, memory.retry_at = 0, None
                 if outcome.status:  # a reconcile that looked (not one that found its news stale): its verdict
                     memory.recheck_at = self.clock() + self.ctx.settings.recheck_seconds if waiting else None
+                if memory.probe.target is None:
+                    memory.probe_at = None
+                elif memory.probe_at is None:
+                    memory.probe_at = self.clock()  # a generation KubeRay reports RUNNING: probe it now
         if outcome.writes:
             logger.info("%s/%s: %s", *key, ", ".join(outcome.writes))
         for event in outcome.events:
@@ -231,9 +241,10 @@ class Worklist:
         )
 
     def _due(self) -> tuple[list[Key], list[Key], list[Key]]:
-        """Objects to reconcile again (retry or re-check), to resync, and to sample, now."""
+        """Objects to reconcile again (retry or re-check), to resync, and to sample, now; probes that are due
+        are handed to their pool here."""
         now, settings = self.clock(), self.ctx.settings
-        again, resync, sample = [], [], []
+        again, resync, sample, probes = [], [], [], []
         with self._guard:
             for key, memory in self._memories.items():
                 if (memory.retry_at is not None and memory.retry_at <= now) or (
@@ -247,6 +258,11 @@ class Worklist:
                 if settings.prometheus_url and memory.sample_at is not None and memory.sample_at <= now:
                     memory.sample_at = now + jittered(settings.metrics_seconds, 0.1)
                     sample.append(key)
+                if memory.probe_at is not None and memory.probe_at <= now and memory.probe.target is not None:
+                    memory.probe_at = float("inf")  # running; rescheduled when it returns
+                    probes.append(key)
+        for key in probes:
+            self._probing.submit(self._probe, key)
         return again, resync, sample
 
     def _again(self, key: Key, *, resync: bool = False) -> None:
@@ -277,6 +293,37 @@ class Worklist:
         except Exception as error:
             logger.warning("%s/%s: could not sample metrics: %s", *key, error)
 
+    def _probe(self, key: Key) -> None:
+        """One Answering probe; a new verdict queues a reconcile, which writes it into the status."""
+        memory = self.memory(key)
+        if memory is None:
+            return
+        started = self.clock()
+        try:
+            outcome = answering.probe_once(self.ctx.kube, self.ctx.settings, memory, *key, clock=self.clock)
+        except Exception as error:
+            logger.warning("%s/%s: probe failed to run: %s", *key, error, exc_info=not is_api_error(error))
+            outcome = answering.ProbeOutcome()
+        # The next probe is an interval after this one started (not after its timeout), jittered only while
+        # all is well: failures follow one another at the interval, so a stall shows within
+        # interval x threshold + timeout.
+        state = memory.probe
+        verdict = state.for_generation(state.target) if state.target is not None else None
+        wait = min(state.interval, FIRST_PROBE_RETRY) if verdict is None else state.interval
+        if verdict is not None and state.failures == 0:
+            wait = jittered(wait, 0.1)
+        with self._guard:
+            memory.probe_at = max(self.clock(), started + wait) if state.target is not None else None
+        body = memory.copy(c.KIND)
+        for kind, reason, message in outcome.events:
+            if body is not None:
+                try:
+                    self.ctx.kube.post_event(body, kind, reason, message)
+                except Exception as error:
+                    logger.warning("%s/%s: could not post event %s: %s", *key, reason, error)
+        if outcome.changed:
+            self._queue.submit(key, partial(self._again, key))
+
     def run_due(self) -> None:
         """Queue the retries, re-checks and resyncs that are due, in order with each object's event work, and
         hand the samples to their pool (called by the background thread every TICK seconds)."""
@@ -306,6 +353,7 @@ class Worklist:
     def stop(self) -> None:
         self._queue.stop()
         self._sampling.shutdown(wait=False, cancel_futures=True)
+        self._probing.shutdown(wait=False, cancel_futures=True)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

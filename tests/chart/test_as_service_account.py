@@ -58,6 +58,7 @@ def test_operator_as_chart_service_account_full_lifecycle(
     assert can_i(cluster, namespace, account, "create", "rayservices.ray.io", "-A")
     assert can_i(cluster, namespace, account, "get", "secrets", "-A")
     assert can_i(cluster, namespace, account, "list", "pods", "-A")  # why a pod cannot be scheduled
+    assert can_i(cluster, namespace, account, "delete", "pods", "-A")  # spec.probe.restartOnStall
     for verb, resource in (
         ("list", "secrets"),
         ("watch", "secrets"),
@@ -67,7 +68,8 @@ def test_operator_as_chart_service_account_full_lifecycle(
         ("get", "customresourcedefinitions.apiextensions.k8s.io"),
         ("list", "namespaces"),
         ("watch", "pods"),
-        ("delete", "pods"),
+        ("deletecollection", "pods"),
+        ("update", "pods"),
         ("create", "events.events.k8s.io"),
     ):
         assert not can_i(cluster, namespace, account, verb, resource, "-A"), f"{verb} {resource} is granted"

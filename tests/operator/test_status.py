@@ -20,6 +20,7 @@ from llm_operator.status import (
 )
 
 MONITORS = Verdict(True, Reason.MONITORS_APPLIED)
+ANSWERED = Verdict(True, Reason.ANSWERED, "a completion came back in 0.05 s at 2026-11-25T12:00:00Z")
 NOW = "2026-11-25T12:00:00Z"
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "kuberay-v1.6.0"
 HASH = "28cbb5e3fdb3ff53"  # the spec hash the sampled RayService carries
@@ -161,7 +162,9 @@ def test_status_fields_and_conditions() -> None:
         namespace="ns",
         generation=3,
         min_replicas=1,
-        observed=Observed(rayservice(ready="True", app="RUNNING", ready_workers=2, desired_workers=3), MONITORS),
+        observed=Observed(
+            rayservice(ready="True", app="RUNNING", ready_workers=2, desired_workers=3), MONITORS, answering=ANSWERED
+        ),
         previous={},
         now=NOW,
     )
@@ -169,7 +172,13 @@ def test_status_fields_and_conditions() -> None:
     assert status["ready"] == "2/3" and status["readyReplicas"] == 2 and status["desiredReplicas"] == 3
     assert status["endpoint"] == "http://m-serve-svc.ns.svc:8000/v1"
     assert status["dashboard"] == "http://m-head-svc.ns.svc:8265"
-    assert {c["type"] for c in status["conditions"]} == {"Ready", "Applied", "RayServiceReady", "MonitoringReady"}
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready",
+        "Answering",
+        "Applied",
+        "RayServiceReady",
+        "MonitoringReady",
+    }
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
 
 
@@ -199,7 +208,7 @@ def test_transition_time_moves_only_on_change() -> None:
         namespace="ns",
         generation=1,
         min_replicas=1,
-        observed=Observed(rayservice(ready="True", app="RUNNING"), MONITORS),
+        observed=Observed(rayservice(ready="True", app="RUNNING"), MONITORS, answering=ANSWERED),
         previous=first,
         now=later,
     )
@@ -224,3 +233,27 @@ def test_invalid_spec_status_drops_endpoint() -> None:
     assert patch is not None and patch["endpoint"] is None and patch["phase"] == "Failed"
     ready = next(c for c in invalid["conditions"] if c["type"] == "Ready")
     assert (ready["reason"], ready["message"]) == ("InvalidSpec", "spec.x: bad")
+
+
+@pytest.mark.parametrize(
+    ("answering", "phase", "reason"),
+    [
+        (None, "Deploying", "Probing"),  # KubeRay reports it RUNNING; no completion yet
+        (ANSWERED, "Ready", "Serving"),
+        (Verdict(False, Reason.STALLED, "stalled: 2 probes failed"), "Degraded", "Stalled"),
+        (Verdict(False, "HTTP400", "the model answered HTTP 400"), "Degraded", "HTTP400"),
+    ],
+)
+def test_ready_requires_an_answer(answering: Verdict | None, phase: str, reason: str) -> None:
+    status = compute_status(
+        name="tiny",
+        namespace="default",
+        generation=2,
+        min_replicas=1,
+        observed=Observed(sample("ready"), MONITORS, desired_hash=HASH, answering=answering),
+        previous={},
+        now=NOW,
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == (phase, reason)
+    assert status["answering"] == ("True" if answering and answering.status else "False")

@@ -77,10 +77,11 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
   resources: ["servicemonitors", "podmonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # While KubeRay reports Ray pods not ready, the operator lists its deployment's pods (by label) to report
-# what the scheduler says of those it cannot place. Read only.
+# what the scheduler says of those it cannot place; with spec.probe.restartOnStall it deletes the worker
+# pods of a deployment whose model stalled (KubeRay re-creates them).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "delete"]
 # The operator posts Events (create only; it never updates them).
 - apiGroups: [""]
   resources: ["events"]
