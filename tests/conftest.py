@@ -108,13 +108,10 @@ def run_operator(tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
         flags = ["--metrics-port", str(free_port()), "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
         if verbose:
             flags.append("--verbose")
-        process = (
-            OperatorProcess(cluster.kubeconfig, tmp_path / f"operator-{len(started)}.log", env, [*flags, *(args or [])])
-            .start()
-            .wait_ready()
-        )
-        started.append(process)
-        return process
+        log = tmp_path / f"operator-{len(started)}.log"
+        process = OperatorProcess(cluster.kubeconfig, log, env, [*flags, *(args or [])]).start()
+        started.append(process)  # stopped at teardown even if it never comes up
+        return process.wait_ready()
 
     yield start
     for process in started:
