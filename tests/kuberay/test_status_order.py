@@ -57,8 +57,8 @@ def test_late_watch_event_does_not_roll_status_back(lane: LaneCluster, namespace
     assert seen.status["phase"] == "Deploying"
 
     # The early event is handled now, with the LLMDeployment as it was before either status write.
+    # It is no news (older than what was seen): nothing is done, nothing written.
     late = rc.reconcile(ctx, created, memory, held={"RayService": early_event})
-    assert late.status["phase"] == "Deploying"
     assert late.writes == []
     stored = cluster.get(*LD, namespace, "late")
     assert stored is not None and stored["status"]["phase"] == "Deploying"
