@@ -2,8 +2,9 @@
 
 One CPU node for the Ray heads and, per accelerator of the catalog, one GPU node of its smallest instance
 type with at least four GPUs (g5.12xlarge for A10G, ...), labelled and tainted as Karpenter's GPU node
-pools are on EKS: `node.kubernetes.io/instance-type`, the accelerator's own labels (what the renderer
-selects on), `nvidia.com/gpu` capacity and the `nvidia.com/gpu:NoSchedule` taint. KWOK plays their
+pools are on EKS: `node.kubernetes.io/instance-type`, the accelerator's own labels, `nvidia.com/gpu`
+capacity and the `nvidia.com/gpu:NoSchedule` taint. One more A10G node (a g5.2xlarge) is labelled as an
+EKS managed node group labels it: the instance type and the node group, no Karpenter label. KWOK plays their
 kubelets (it manages nodes annotated `kwok.x-k8s.io/node: fake`); the real kube-scheduler places pods.
 Allocatable CPU and memory are what `catalog.worker_resources` leaves pods, so a rendered worker fits
 exactly as it would on the real instance.
@@ -18,6 +19,7 @@ from llm_operator.catalog import GPU_RESOURCE, INSTANCE_TYPE_LABEL, Catalog, Ins
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 HEAD_INSTANCE = ("m5.4xlarge", 16, 64)  # name, vCPU, GiB: room for the heads of two clusters during an upgrade
 MIN_GPUS = 4
+MANAGED_NODE_GROUP_INSTANCE = "g5.2xlarge"
 
 
 def _node(name: str, labels: dict[str, str], capacity: dict[str, str], allocatable: dict[str, str]) -> dict[str, Any]:
@@ -53,13 +55,18 @@ def head_node() -> dict[str, Any]:
     )
 
 
-def gpu_node(catalog: Catalog, instance: InstanceType) -> dict[str, Any]:
-    """A GPU node of `instance`'s shape: labels as the catalog selects them, GPU capacity, the GPU taint."""
+def gpu_node(catalog: Catalog, instance: InstanceType, *, karpenter: bool = True) -> dict[str, Any]:
+    """A GPU node of `instance`'s shape, labelled by Karpenter (the accelerator's own labels) or by a managed
+    node group; GPU capacity and the GPU taint either way."""
     cpu, memory = worker_resources(instance, instance.gpus)
-    labels = {INSTANCE_TYPE_LABEL: instance.name, **catalog.accelerator(instance.accelerator).node_labels}
+    labels = {INSTANCE_TYPE_LABEL: instance.name}
+    if karpenter:
+        labels |= {**catalog.accelerator(instance.accelerator).node_labels, "karpenter.sh/nodepool": "gpu"}
+    else:
+        labels |= {"eks.amazonaws.com/nodegroup": f"gpu-{instance.name.split('.')[0]}"}
     gpus = str(instance.gpus)
     node = _node(
-        f"gpu-{instance.name.replace('.', '-')}",
+        f"gpu-{instance.name.replace('.', '-')}{'' if karpenter else '-mng'}",
         labels,
         {"cpu": str(instance.vcpu), "memory": f"{int(instance.memory_gib)}Gi", GPU_RESOURCE: gpus},
         {"cpu": cpu, "memory": memory, GPU_RESOURCE: gpus},
@@ -75,4 +82,6 @@ def node_pool(catalog: Catalog) -> list[dict[str, Any]]:
         shapes = sorted(catalog.instances_of(accelerator), key=lambda i: (i.gpus < MIN_GPUS, i.gpus, i.vcpu))
         if shapes:
             nodes.append(gpu_node(catalog, shapes[0]))
+    if MANAGED_NODE_GROUP_INSTANCE in catalog.instance_types:
+        nodes.append(gpu_node(catalog, catalog.instance_types[MANAGED_NODE_GROUP_INSTANCE], karpenter=False))
     return nodes

@@ -2,7 +2,7 @@
 
 Pure data and lookups. The renderer asks it for the instance of a replica (`Catalog.instance_for`), the
 worker pod's share of that instance (`worker_resources`) and how to land on such a node
-(`Catalog.node_selector`, `gpu_tolerations`); the capacity plan reads GPU memory and prices from it.
+(`Catalog.node_affinity`, `gpu_tolerations`); the capacity plan reads GPU memory and prices from it.
 Operator settings may add entries or update fields of existing ones (`Catalog.with_overrides`).
 """
 
@@ -252,12 +252,40 @@ class Catalog:
             raise CatalogError(f"spec.accelerator.count: {gpus} GPUs per replica, but {name} has {instance.gpus}")
         return instance
 
-    def node_selector(self, accelerator: str, instance_type: str | None = None) -> dict[str, str]:
-        """Node labels a GPU worker must match; pins the instance type too when the user pinned one."""
-        selector = dict(self.accelerator(accelerator).node_labels)
-        if instance_type is not None:
-            selector[INSTANCE_TYPE_LABEL] = instance_type
-        return selector
+    def node_affinity(self, accelerator: str, gpus: int, instance_type: str | None = None) -> dict[str, Any]:
+        """Where a GPU worker may run: the instance types with this GPU and enough of them (or the pinned one),
+        by `node.kubernetes.io/instance-type`, which every node has (Karpenter, managed node groups, Auto
+        Mode); the planned (cheapest) type and the accelerator's own labels (Karpenter's) are preferences."""
+        planned = self.instance_for(accelerator, gpus, instance_type)
+        allowed = (
+            [planned.name]
+            if instance_type is not None
+            else sorted(i.name for i in self.instances_of(accelerator) if i.gpus >= gpus)
+        )
+        labels = self.accelerator(accelerator).node_labels
+        return {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": allowed}]}
+                ]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "preference": {
+                        "matchExpressions": [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [planned.name]}]
+                    },
+                },
+                {
+                    "weight": 10,
+                    "preference": {
+                        "matchExpressions": [
+                            {"key": key, "operator": "In", "values": [value]} for key, value in sorted(labels.items())
+                        ]
+                    },
+                },
+            ],
+        }
 
 
 def gpu_tolerations() -> list[dict[str, str]]:

@@ -84,6 +84,7 @@ class Reason(StrEnum):
     CRD_NOT_INSTALLED = "CRDNotInstalled"
     DISABLED = "Disabled"
     MONITORS_APPLIED = "MonitorsApplied"
+    NOT_SELECTED = "NotSelected"
     FITS = "Fits"
     FITS_WITH_WARNINGS = "FitsWithWarnings"
     UNKNOWN_MODEL = "UnknownModel"

@@ -26,7 +26,7 @@ def worker_shape(spec: LLMDeploymentSpec, catalog: Catalog) -> WorkerShape:
         gpus=accelerator.count,
         cpu=cpu,
         memory=memory,
-        node_selector=catalog.node_selector(accelerator.type, accelerator.instance_type),
+        node_affinity=catalog.node_affinity(accelerator.type, accelerator.count, accelerator.instance_type),
         tolerations=gpu_tolerations(),
     )
 
@@ -59,7 +59,11 @@ def render_children(
     """Every child of an LLMDeployment (monitors and dashboards only when enabled and `monitoring` CRDs are served)."""
     children = [rayservice(owner, spec, settings, catalog)]
     if spec.monitoring.enabled and monitoring:
-        children += [render_servicemonitor(owner, spec.monitoring), render_podmonitor(owner, spec.monitoring)]
+        selected_by = settings.monitor_selector_labels
+        children += [
+            render_servicemonitor(owner, spec.monitoring, selected_by),
+            render_podmonitor(owner, spec.monitoring, selected_by),
+        ]
         if spec.monitoring.dashboards:
             children.append(render_dashboard_configmap(owner, spec, dashboard_target(settings)))
     return children

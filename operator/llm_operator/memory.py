@@ -65,7 +65,7 @@ class PodsWaiting:
 
     since: float | None = None
     listed_at: float | None = None
-    unscheduled: str | None = None
+    stuck: tuple[bool, str, str] | None = None  # why a pod is stuck: (False, reason, message)
 
 
 @dataclass(slots=True)

@@ -90,7 +90,8 @@ class ModelSpec(SpecModel):
     id: str = Field(
         max_length=512,
         pattern=MODEL_ID,
-        description="Hugging Face model id (org/name), an s3:// or gs:// URI, or an absolute local path.",
+        description="Hugging Face model id (org/name) or an absolute local path (s3:// and gs:// URIs are "
+        "refused until loading from object storage is supported).",
     )
     served_name: str | None = Field(
         default=None,
@@ -227,6 +228,19 @@ class MonitoringSpec(SpecModel):
     dashboards: bool = Field(default=True, description="Provision Grafana dashboards (when monitoring is enabled).")
 
 
+class ServingSpec(SpecModel):
+    """How replicas and Ray clusters go away: what users in the middle of a generation see."""
+
+    drain_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=3600,
+        description="Seconds a replica or pod being stopped (scale-down, upgrade, node drain) lets in-flight "
+        "generations finish: Serve's graceful shutdown, the pods' termination grace, and how long KubeRay keeps "
+        "the old Ray cluster after a NewCluster switch.",
+    )
+
+
 class ProbeSpec(SpecModel):
     """The Answering probe: a real completion through the serve Service before Ready, then periodically."""
 
@@ -276,6 +290,7 @@ class LLMDeploymentSpec(SpecModel):
     worker: PodOverrides = Field(default=PodOverrides(), description="Overrides for the GPU worker pods.")
     monitoring: MonitoringSpec = Field(default=MonitoringSpec(), description="Monitoring and dashboards.")
     probe: ProbeSpec = Field(default=ProbeSpec(), description="The Answering probe Ready waits on.")
+    serving: ServingSpec = Field(default=ServingSpec(), description="Draining of replicas and clusters.")
     upgrade_strategy: Literal["NewCluster", "None"] = Field(
         default="NewCluster",
         description="NewCluster: a spec change starts a new Ray cluster and switches traffic when it is ready; "
@@ -321,6 +336,13 @@ def validate_spec(spec: LLMDeploymentSpec) -> list[str]:
     if tp is not None and spec.accelerator.count % tp:
         errors.append(
             f"spec.engine.tensorParallelSize: {tp} must divide spec.accelerator.count ({spec.accelerator.count})"
+        )
+    if spec.model.id.startswith(("s3://", "gs://")):
+        # Nothing loads weights from object storage yet (vLLM needs load_format=runai_streamer and its package,
+        # neither rendered nor in the image): refused here, not failing later in every replica.
+        errors.append(
+            f"spec.model.id: loading from {spec.model.id.split('://')[0]}:// is not supported yet; use a Hugging "
+            "Face id (with spec.model.tokenSecretRef if gated) or a path on a volume in the image"
         )
     typed = {to_camel(name) for name in EngineSpec.model_fields} | set(EngineSpec.model_fields)
     reserved = {"model", "served_model_name", "tokenizer", "download_dir"}

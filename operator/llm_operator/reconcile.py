@@ -37,15 +37,16 @@ from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec
 from llm_operator.render.common import Owner
 from llm_operator.render.dashboards import configmap_name
+from llm_operator.render.monitors import monitor_labels
 from llm_operator.settings import Settings
 from llm_operator.status import (
     Observed,
     Verdict,
     compute_status,
+    pod_problem,
     pods_waiting,
     rayservice_verdict,
     status_patch,
-    unscheduled_message,
     with_metrics,
 )
 
@@ -178,7 +179,7 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
             capacity_plan=capacity.plan,
             blocked=capacity.blocked,
             desired_hash=desired_hash,
-            unscheduled=_unscheduled(ctx, memory, owner, observed_rayservice, outcome),
+            stuck=_stuck(ctx, memory, owner, observed_rayservice, outcome),
             refused=refused,
             answering=answering,
         ),
@@ -340,27 +341,32 @@ def _observe_rayservice(
     return dict(memory.pick(found, keep_spec=False))
 
 
-def _unscheduled(
+def _stuck(
     ctx: Context, memory: Memory, owner: Owner, rayservice: dict[str, Any] | None, outcome: Outcome
-) -> str | None:
-    """While KubeRay reports pods not ready: what the scheduler says of those it cannot place. No watch of
-    ours sees pods, so the worklist re-checks until they are ready. Pods are listed once they have waited
-    `PODS_GRACE` seconds (a new cluster's pods always wait a moment: no list on KubeRay's first status
-    events), and at most every `PODS_GRACE` seconds; between lists the last answer stands."""
+) -> Verdict | None:
+    """While KubeRay reports pods not ready: why one is stuck (the scheduler cannot place it, the kubelet
+    cannot start it). No watch of ours sees pods, so the worklist re-checks until they are ready. Pods are
+    listed once they have waited `PODS_GRACE` seconds (a new cluster's pods always wait a moment: no list on
+    KubeRay's first status events), and at most every `PODS_GRACE` seconds; between lists the last answer
+    stands."""
     pods = memory.pods
     if rayservice is None or not pods_waiting(rayservice):
-        pods.since = pods.listed_at = pods.unscheduled = None
+        pods.since = pods.listed_at = pods.stuck = None
         return None
     outcome.waiting = True
     now = ctx.clock()
     pods.since = pods.since if pods.since is not None else now
     if now - pods.since >= PODS_GRACE and (pods.listed_at is None or now - pods.listed_at >= PODS_GRACE):
         listed = ctx.kube.list_pods(owner.namespace, f"{c.LABEL_DEPLOYMENT}={naming.capped(owner.name, 63)}")
-        pods.listed_at, pods.unscheduled = now, unscheduled_message(listed)
-    return pods.unscheduled
+        problem = pod_problem(listed)
+        pods.listed_at = now
+        pods.stuck = None if problem is None else (problem.status, problem.reason, problem.message)
+    return None if pods.stuck is None else Verdict(*pods.stuck)
 
 
 def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
+    """Whether to render monitors, and MonitoringReady: served CRDs, and monitors carrying what Prometheus
+    selects them by (a monitor no Prometheus selects scrapes nothing)."""
     if not spec.monitoring.enabled:
         return False, Verdict(True, Reason.DISABLED, "spec.monitoring.enabled is false")
     if not (ctx.kube.served(SERVICEMONITOR) and ctx.kube.served(PODMONITOR)):
@@ -369,7 +375,23 @@ def _monitoring(ctx: Context, spec: LLMDeploymentSpec) -> tuple[bool, Verdict]:
             Reason.CRD_NOT_INSTALLED,
             "prometheus-operator CRDs (ServiceMonitor, PodMonitor) are not installed",
         )
-    return True, Verdict(True, Reason.MONITORS_APPLIED, "ServiceMonitor and PodMonitor applied")
+    wanted = ctx.settings.monitor_selector_labels
+    if not wanted:
+        return True, Verdict(
+            False,
+            Reason.NOT_SELECTED,
+            "monitors applied, but the operator was not told what Prometheus selects monitors by "
+            "(the chart's monitoring.selectorLabels, LLMOP_MONITOR_SELECTOR_LABELS)",
+        )
+    labels = monitor_labels(spec.monitoring, wanted)
+    missing = {key: value for key, value in wanted.items() if labels.get(key) != value}
+    if missing:
+        shown = ", ".join(f"{key}={value}" for key, value in missing.items())
+        return True, Verdict(
+            False, Reason.NOT_SELECTED, f"monitors applied without {shown}, which Prometheus selects monitors by"
+        )
+    shown = ", ".join(f"{key}={value}" for key, value in wanted.items())
+    return True, Verdict(True, Reason.MONITORS_APPLIED, f"ServiceMonitor and PodMonitor applied, labelled {shown}")
 
 
 def _remove_monitors(ctx: Context, owner: Owner, memory: Memory, outcome: Outcome) -> None:
@@ -385,8 +407,9 @@ def _remove_monitors(ctx: Context, owner: Owner, memory: Memory, outcome: Outcom
 
 
 def _dashboard_namespaces(ctx: Context, owner: Owner) -> list[str]:
-    """Every namespace a dashboard of this deployment may be in (its own, and the configured one)."""
-    return sorted({owner.namespace, ctx.settings.dashboard_namespace or owner.namespace})
+    """The namespace a dashboard of this deployment is in: the configured one (the only one where the chart
+    lets the operator touch ConfigMaps), else its own."""
+    return [ctx.settings.dashboard_namespace or owner.namespace]
 
 
 def _remove_dashboards(ctx: Context, owner: Owner, outcome: Outcome, keep: Mapping[str, str] = {}) -> None:

@@ -23,10 +23,13 @@ class Settings(BaseModel):
     grafana_url: str | None = None
     grafana_iframe_url: str | None = None
     catalog_overrides: dict[str, Any] = Field(default_factory=dict)
-    check_secrets: bool = True
+    check_secrets: bool = False
     recheck_seconds: float = Field(default=60, gt=0)
     resync_seconds: float = Field(default=600, gt=0)
     probe_via: Literal["auto", "direct", "apiserver"] = "auto"
+    # The labels your Prometheus selects ServiceMonitors and PodMonitors by (kube-prometheus-stack: its
+    # release name); every monitor carries them, and MonitoringReady says whether it still does.
+    monitor_selector_labels: dict[str, str] = Field(default_factory=lambda: {"release": "kube-prometheus-stack"})
     dashboard_label: str = Field(
         default=c.DEFAULT_DASHBOARD_LABEL, pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
     )
@@ -47,6 +50,7 @@ ENV = {
     "recheck_seconds": "LLMOP_RECHECK_SECONDS",
     "resync_seconds": "LLMOP_RESYNC_SECONDS",
     "probe_via": "LLMOP_PROBE_VIA",
+    "monitor_selector_labels": "LLMOP_MONITOR_SELECTOR_LABELS",
     "dashboard_label": "LLMOP_DASHBOARD_LABEL",
     "dashboard_label_value": "LLMOP_DASHBOARD_LABEL_VALUE",
     "dashboard_namespace": "LLMOP_DASHBOARD_NAMESPACE",
@@ -66,7 +70,7 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
         raw = environ.get(variable, "")
         if not raw:
             continue
-        if field == "catalog_overrides":
+        if field in ("catalog_overrides", "monitor_selector_labels"):
             try:
                 values[field] = json.loads(raw)
             except json.JSONDecodeError as error:

@@ -37,7 +37,7 @@ class Observed:
     invalid: str | None = None
     blocked: Verdict | None = None
     desired_hash: str | None = None
-    unscheduled: str | None = None
+    stuck: Verdict | None = None  # a pod of the deployment the scheduler cannot place or the kubelet cannot start
     refused: Verdict | None = None  # the API refused a child's write, or a child is not ours
     answering: Verdict | None = None  # the Answering probe's verdict for this generation (None: not yet)
 
@@ -124,12 +124,32 @@ def pods_waiting(rayservice: dict[str, Any]) -> bool:
     return False
 
 
-def unscheduled_message(pods: list[dict[str, Any]]) -> str | None:
-    """What the scheduler says about the first pod it cannot place, if any (e.g. no node has the GPUs)."""
+# Container waits that need someone to act (a kubelet keeps retrying them, the pod never becomes ready).
+STUCK_WAITS = {
+    "CreateContainerConfigError",  # e.g. the token Secret spec.model.tokenSecretRef names is missing
+    "CreateContainerError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+}
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
+    """Why the first stuck pod is stuck, if one is: the scheduler cannot place it (e.g. no node has the GPUs;
+    reason Unschedulable), or the kubelet cannot start a container (its wait reason, e.g.
+    CreateContainerConfigError for a missing Secret), with their messages."""
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        for cond in (pod.get("status") or {}).get("conditions") or []:
+        name, status = pod["metadata"]["name"], pod.get("status") or {}
+        for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                return f"pod {pod['metadata']['name']} cannot be scheduled: {cond.get('message') or cond.get('reason')}"
+                detail = cond.get("message") or cond.get("reason")
+                return Verdict(False, Reason.UNSCHEDULABLE, f"pod {name} cannot be scheduled: {detail}")
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_WAITS:
+                detail = f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+                return Verdict(False, waiting["reason"], f"pod {name}, container {container.get('name')}: {detail}")
     return None
 
 
@@ -192,8 +212,8 @@ def compute_status(
         verdicts[ConditionType.ANSWERING] = answering or Verdict(
             False, Reason.PROBING, "no completion yet: the probe starts once KubeRay reports this generation RUNNING"
         )
-        if observed.unscheduled and phase in (Phase.PENDING, Phase.DEPLOYING, Phase.UPGRADING):
-            readiness = Verdict(False, Reason.UNSCHEDULABLE, observed.unscheduled)
+        if observed.stuck is not None and phase in (Phase.PENDING, Phase.DEPLOYING, Phase.UPGRADING):
+            readiness = observed.stuck
         if observed.refused is not None:
             phase = Phase.PENDING if observed.refused.reason == Reason.CRD_NOT_INSTALLED else Phase.FAILED
             readiness = Verdict(False, observed.refused.reason, observed.refused.message)

@@ -84,6 +84,8 @@ def deployment_options(config: ServeAppConfig) -> dict[str, Any]:
         "ray_actor_options": actor_options,
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,
+        # A replica being stopped takes no new request and finishes those in flight (long generations).
+        "graceful_shutdown_timeout_s": deployment.graceful_shutdown_timeout_s,
     }
 
 

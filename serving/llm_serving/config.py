@@ -59,6 +59,11 @@ class Deployment(_Strict):
     accelerators_per_replica: int = Field(
         default=1, ge=1, description="GPUs (or CPU bundles) one replica reserves; the tensor-parallel size."
     )
+    graceful_shutdown_timeout_s: float = Field(
+        default=20,
+        ge=0,
+        description="Seconds a replica being stopped (scale-down, upgrade) lets in-flight requests finish.",
+    )
 
 
 class Lora(_Strict):

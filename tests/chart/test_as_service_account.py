@@ -56,10 +56,12 @@ def test_operator_as_chart_service_account_full_lifecycle(
     # Least privilege, as the authorizer sees it: what the operator needs, and nothing close to it.
     assert can_i(cluster, namespace, account, "patch", "rayservices.ray.io", "-A")
     assert can_i(cluster, namespace, account, "create", "rayservices.ray.io", "-A")
-    assert can_i(cluster, namespace, account, "get", "secrets", "-A")
     assert can_i(cluster, namespace, account, "list", "pods", "-A")  # why a pod cannot be scheduled
     assert can_i(cluster, namespace, account, "delete", "pods", "-A")  # spec.probe.restartOnStall
+    # ConfigMaps only in the release namespace (the dashboards'), Secrets nowhere (opt-in).
+    assert can_i(cluster, namespace, account, "create", "configmaps", "-n", namespace)
     for verb, resource in (
+        ("get", "secrets"),
         ("list", "secrets"),
         ("watch", "secrets"),
         ("update", "rayservices.ray.io"),
@@ -71,8 +73,13 @@ def test_operator_as_chart_service_account_full_lifecycle(
         ("deletecollection", "pods"),
         ("update", "pods"),
         ("create", "events.events.k8s.io"),
+        ("get", "configmaps"),
+        ("create", "configmaps"),
+        ("patch", "configmaps"),
+        ("delete", "configmaps"),
     ):
         assert not can_i(cluster, namespace, account, verb, resource, "-A"), f"{verb} {resource} is granted"
+    assert not can_i(cluster, namespace, account, "patch", "configmaps", "-n", "kube-system")  # e.g. aws-auth
 
     operator = run_as_chart(cluster, namespace, account)
     apps = f"{namespace}-x"[:63]
@@ -90,7 +97,11 @@ def test_operator_as_chart_service_account_full_lifecycle(
         )
         assert found
         dashboard = DASHBOARD.format(namespace=apps)
-        wait_logged(operator, lambda: configmap(cluster, apps, dashboard), what="dashboard ConfigMap next to it")
+        wait_logged(
+            operator,
+            lambda: configmap(cluster, namespace, dashboard),
+            what="dashboard ConfigMap in the release namespace",
+        )
         status = wait_logged(
             operator, lambda: (cluster.get(*LD, apps, "m") or {}).get("status", {}).get("phase"), what="status"
         )
@@ -117,7 +128,7 @@ def test_operator_as_chart_service_account_full_lifecycle(
             operator,
             lambda: (
                 not any(cluster.get(*gvr, apps, "m") for gvr in (RS, SM, PM))
-                and configmap(cluster, apps, dashboard) is None
+                and configmap(cluster, namespace, dashboard) is None
             ),
             timeout=30,
             what="children and dashboard garbage-collected",

@@ -60,7 +60,9 @@ def test_rendered_objects_follow_the_platform_rules(helm: Helm) -> None:
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
-        "Role",
+        "Role",  # the leader-election Lease
+        "Role",  # dashboards' ConfigMaps, in the one namespace they go to
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
@@ -74,8 +76,10 @@ def test_rendered_objects_follow_the_platform_rules(helm: Helm) -> None:
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     budget = next(obj for obj in objects if obj["kind"] == "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 1
-    lease_role = next(obj for obj in objects if obj["kind"] == "Role")
-    assert lease_role["metadata"]["namespace"] == "ops"
+    roles = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "Role"}
+    lease_role, dashboards_role = roles["rel-llm-operator-lease"], roles["rel-llm-operator-dashboards"]
+    assert lease_role["metadata"]["namespace"] == dashboards_role["metadata"]["namespace"] == "ops"
+    assert [rule["resources"] for rule in dashboards_role["rules"]] == [["configmaps"]]
     assert {tuple(rule["verbs"]) for rule in lease_role["rules"]} == {("create",), ("get", "update")}
     assert next(r for r in lease_role["rules"] if "resourceNames" in r)["resourceNames"] == ["rel-llm-operator"]
     pod = spec["template"]["spec"]
@@ -109,6 +113,8 @@ def test_settings_reach_the_operator_as_valid_environment(helm: Helm) -> None:
     assert settings.catalog_overrides == {"instanceTypes": {"g5.xlarge": {"pricePerHour": 0.9}}}
     defaults = next(o for o in documents(helm.template("rel", "ops")) if o["kind"] == "Deployment")
     env = {i["name"]: i.get("value", "") for i in defaults["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # One difference by design: the chart keeps dashboards in its own namespace (its only ConfigMap rights).
+    assert env.pop("LLMOP_DASHBOARD_NAMESPACE") == "ops"
     assert from_env(env) == from_env({}), "chart defaults must equal the operator's own defaults"
 
 
@@ -130,24 +136,27 @@ def test_namespaced_mode_keeps_only_crd_reads_cluster_wide(helm: Helm) -> None:
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch", "delete"]}
     ]
     tenant = {rule["resources"][0]: rule["verbs"] for rule in roles["team-a", "rel-llm-operator"]["rules"]}
-    assert tenant["configmaps"] == ["get", "delete"], "dashboards are written only in dashboards.namespace"
+    assert "configmaps" not in tenant, "dashboards are written only in dashboards.namespace"
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
     assert len(bindings) == 4 and all(b["subjects"][0]["namespace"] == "ops" for b in bindings)
     args = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--namespace") :] == ["--namespace", "team-a", "--namespace", "team-b"]
 
 
-def test_secrets_are_never_listed_and_can_be_switched_off(helm: Helm) -> None:
-    for values in ([], ["-f", str(CHART / "ci" / "namespaced-values.yaml")]):
+def test_secrets_are_opt_in_and_never_listed(helm: Helm) -> None:
+    """By default no Secret rights at all (a missing token Secret shows in the worker pods' status); opted
+    in, `get` only, and in namespaced mode only in the watched namespaces."""
+    rules = [rule for obj in documents(helm.template("rel", "ops")) for rule in obj.get("rules", [])]
+    assert not any("secrets" in rule["resources"] for rule in rules)
+    env = next(o for o in documents(helm.template("rel", "ops")) if o["kind"] == "Deployment")
+    assert {"name": "LLMOP_CHECK_SECRETS", "value": "false"} in env["spec"]["template"]["spec"]["containers"][0]["env"]
+    opted = ["--set", "rbac.secretsGet=true", "--set", "settings.checkSecrets=true"]
+    for values in (opted, [*opted, "-f", str(CHART / "ci" / "namespaced-values.yaml")]):
         for obj in documents(helm.template("rel", "ops", *values)):
             for rule in obj.get("rules", []):
                 if "secrets" in rule["resources"]:
                     assert rule["verbs"] == ["get"]
-    hardened = documents(helm.template("rel", "ops", "-f", str(CHART / "ci" / "hardened-values.yaml")))
-    rules = [rule for obj in hardened for rule in obj.get("rules", [])]
-    assert not any("secrets" in rule["resources"] for rule in rules)
-    env = next(o for o in hardened if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "LLMOP_CHECK_SECRETS", "value": "false"} in env
+                    assert obj["kind"] == ("Role" if "namespaced-values.yaml" in str(values) else "ClusterRole")
 
 
 @pytest.mark.parametrize(
@@ -161,7 +170,7 @@ def test_secrets_are_never_listed_and_can_be_switched_off(helm: Helm) -> None:
         (["--set", "settings.rayVersion=latest"], "at '/settings/rayVersion'"),
         (["--set", "metrics.port=70000"], "at '/metrics/port'"),
         (["--set", "settings.catalogOverrides.gpus.x=1"], "additional properties 'gpus' not allowed"),
-        (["--set", "rbac.secretsGet=false"], "rbac.secretsGet=false needs settings.checkSecrets=false"),
+        (["--set", "settings.checkSecrets=true"], "rbac.secretsGet=false needs settings.checkSecrets=false"),
         (["--set", "metrics.service.enabled=false,metrics.serviceMonitor.enabled=true"], "needs metrics.service"),
     ],
 )

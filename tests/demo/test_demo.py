@@ -43,7 +43,7 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
         applied = out.split("[5/7]")[1].split("[6/7]")[0]
         assert "tiny-demo" in applied and "Ready" in applied and "1/1" in applied
         assert "kuberay-operator (status)" in applied  # KubeRay wrote the RayService status, nothing else did
-        assert "gpu-g5-12xlarge" in applied  # the worker on the simulated A10G node
+        assert "gpu-g5-" in applied  # the worker on a simulated A10G node
         figures = out.split("[6/7]")[1].split("[7/7]")[0]
         assert "errors 0" in figures and "no live figures yet" not in figures
         shown = subprocess.run(

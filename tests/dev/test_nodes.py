@@ -6,12 +6,15 @@ from llm_operator.desired import worker_shape
 from llm_operator.models import parse_spec
 
 
-def test_one_cpu_node_and_one_gpu_node_per_accelerator() -> None:
+def test_one_cpu_node_one_karpenter_gpu_node_per_accelerator_and_a_managed_node_group_node() -> None:
     catalog = Catalog.default()
     pool = node_pool(catalog)
     gpu_nodes = [n for n in pool if "nvidia.com/gpu" in n["status"]["capacity"]]
     assert len(pool) == len(gpu_nodes) + 1
-    assert len(gpu_nodes) == len(catalog.accelerators)
+    karpenter = [n for n in gpu_nodes if "karpenter.sh/nodepool" in n["metadata"]["labels"]]
+    assert len(karpenter) == len(catalog.accelerators)
+    (managed,) = [n for n in gpu_nodes if n not in karpenter]
+    assert not any(key.startswith("karpenter") for key in managed["metadata"]["labels"])
     assert all(n["metadata"]["annotations"] == {KWOK_ANNOTATION: "fake"} for n in pool)
     for node in gpu_nodes:
         instance = catalog.instance_types[node["metadata"]["labels"][INSTANCE_TYPE_LABEL]]
@@ -21,14 +24,14 @@ def test_one_cpu_node_and_one_gpu_node_per_accelerator() -> None:
         assert (node["status"]["allocatable"]["cpu"], node["status"]["allocatable"]["memory"]) == (cpu, memory)
 
 
-def test_a_rendered_worker_selects_exactly_its_accelerators_node() -> None:
+def test_a_rendered_worker_may_run_only_on_nodes_of_its_accelerator() -> None:
     catalog = Catalog.default()
     pool = node_pool(catalog)
     for accelerator in catalog.accelerators:
         shape = worker_shape(parse_spec({"model": {"id": "m/m"}, "accelerator": {"type": accelerator}}), catalog)
-        matching = [
-            n["metadata"]["name"]
-            for n in pool
-            if all(n["metadata"]["labels"].get(k) == v for k, v in shape.node_selector.items())
-        ]
-        assert len(matching) == 1, (accelerator, matching)
+        (term,) = shape.node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        (expression,) = term["matchExpressions"]
+        matching = [n for n in pool if n["metadata"]["labels"].get(expression["key"]) in expression["values"]]
+        assert matching, accelerator
+        types = {catalog.instance_types[n["metadata"]["labels"][INSTANCE_TYPE_LABEL]].accelerator for n in matching}
+        assert types == {accelerator}

@@ -21,16 +21,21 @@ def _placed(lane: LaneCluster, namespace: str, deployment: str) -> dict[str, str
 
 
 def test_gpu_workers_land_on_nodes_of_their_gpu(lane: LaneCluster, namespace: str, operator: OperatorProcess) -> None:
+    """By instance type, so with Karpenter's labels or without them: the g5.2xlarge node is labelled as a
+    managed node group labels it (instance type and node group only)."""
     lane.check()
     lane.cluster.apply(llmd("l4", namespace, accelerator={"type": "L4"}))
     lane.cluster.apply(llmd("a10g", namespace, accelerator={"type": "A10G"}))
+    lane.cluster.apply(llmd("pinned", namespace, accelerator={"type": "A10G", "instanceType": "g5.2xlarge"}))
     assert wait_for(lambda: _placed(lane, namespace, "l4"), timeout=90) == {
         "head": "cpu-m5-4xlarge",
         "worker": "gpu-g6-12xlarge",
     }
-    assert wait_for(lambda: _placed(lane, namespace, "a10g"), timeout=90) == {
+    a10g = wait_for(lambda: _placed(lane, namespace, "a10g"), timeout=90)
+    assert a10g["head"] == "cpu-m5-4xlarge" and a10g["worker"] in ("gpu-g5-12xlarge", "gpu-g5-2xlarge-mng")
+    assert wait_for(lambda: _placed(lane, namespace, "pinned"), timeout=90) == {
         "head": "cpu-m5-4xlarge",
-        "worker": "gpu-g5-12xlarge",
+        "worker": "gpu-g5-2xlarge-mng",
     }
 
 
@@ -38,7 +43,7 @@ def test_a_gpu_shape_no_node_has_stays_unscheduled_and_says_why(
     lane: LaneCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     lane.check()
-    # Eight A10Gs per replica (a g5.48xlarge): the pool's largest A10G node has four.
+    # Eight A10Gs per replica (a g5.48xlarge): the pool has no such node (its largest A10G node has four).
     lane.cluster.apply(llmd("big", namespace, accelerator={"type": "A10G", "count": 8}))
 
     def unschedulable() -> dict[str, Any] | None:
@@ -47,6 +52,6 @@ def test_a_gpu_shape_no_node_has_stays_unscheduled_and_says_why(
 
     ready = wait_for(unschedulable, timeout=120, what="Ready reason Unschedulable")
     assert ready["status"] == "False"
-    assert "big-" in ready["message"] and "Insufficient nvidia.com/gpu" in ready["message"], ready["message"]
+    assert "big-" in ready["message"] and "didn't match Pod's node affinity" in ready["message"], ready["message"]
     status = (lane.cluster.get(*LD, namespace, "big") or {})["status"]
     assert status["phase"] == "Deploying" and status["ready"] == "0/1"

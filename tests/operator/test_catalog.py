@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from llm_operator.catalog import (
-    GPU_MEMORY_LABEL,
     GPU_NAME_LABEL,
     INSTANCE_TYPE_LABEL,
     Catalog,
@@ -119,15 +118,28 @@ def test_worker_resources_rejects_more_gpus_than_the_instance_has() -> None:
         worker_resources(CATALOG.instance_types["g5.xlarge"], 2)
 
 
-def test_node_selector_and_tolerations() -> None:
-    assert CATALOG.node_selector("A10G") == {GPU_NAME_LABEL: "a10g"}
-    assert CATALOG.node_selector("A10G", "g5.12xlarge") == {
-        GPU_NAME_LABEL: "a10g",
-        INSTANCE_TYPE_LABEL: "g5.12xlarge",
-    }
-    # Both A100 sizes are "a100" to Karpenter; the per-GPU memory (MiB) tells them apart.
-    assert CATALOG.node_selector("A100") == {GPU_NAME_LABEL: "a100", GPU_MEMORY_LABEL: "40960"}
-    assert CATALOG.node_selector("A100-80GB") == {GPU_NAME_LABEL: "a100", GPU_MEMORY_LABEL: "81920"}
+def _required(affinity: dict[str, object]) -> list[str]:
+    (term,) = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]  # type: ignore[index]
+    (expression,) = term["matchExpressions"]
+    assert (expression["key"], expression["operator"]) == (INSTANCE_TYPE_LABEL, "In")
+    return list(expression["values"])
+
+
+def test_node_affinity_by_instance_type_and_tolerations() -> None:
+    """Required: the instance types with this GPU and enough of them (a label every EKS node has, with or
+    without Karpenter); preferred: the planned type, then Karpenter's GPU labels."""
+    one = CATALOG.node_affinity("A10G", 1)
+    assert _required(one) == sorted(i.name for i in CATALOG.instances_of("A10G"))
+    assert _required(CATALOG.node_affinity("A10G", 4)) == ["g5.12xlarge", "g5.24xlarge", "g5.48xlarge"]
+    assert _required(CATALOG.node_affinity("A10G", 1, "g5.12xlarge")) == ["g5.12xlarge"]
+    planned, karpenter = one["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert planned["preference"]["matchExpressions"][0]["values"] == ["g5.xlarge"]
+    assert karpenter["preference"]["matchExpressions"] == [
+        {"key": GPU_NAME_LABEL, "operator": "In", "values": ["a10g"]}
+    ]
+    # Both A100 sizes are "a100" to Karpenter; their instance types tell them apart.
+    assert _required(CATALOG.node_affinity("A100", 8)) == ["p4d.24xlarge"]
+    assert _required(CATALOG.node_affinity("A100-80GB", 8)) == ["p4de.24xlarge"]
     assert gpu_tolerations() == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 

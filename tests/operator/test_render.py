@@ -83,7 +83,10 @@ def test_gpu_worker_shape_follows_the_catalog() -> None:
     group = _render(manifest)[0]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     pod = group["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
-    assert pod["nodeSelector"]["node.kubernetes.io/instance-type"] == "g5.12xlarge"
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g5.12xlarge"]}
+    ]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert (group["minReplicas"], group["maxReplicas"]) == (1, 2)
 
@@ -124,3 +127,19 @@ def test_long_names_are_capped_for_kuberay() -> None:
     rayservice = _render(manifest)[0]
     assert len(rayservice["metadata"]["name"]) == 47
     assert rayservice["metadata"]["labels"]["llmops.dev/deployment"] == "x" * 60
+
+
+def test_drain_is_set_consistently_everywhere_a_generation_can_be_cut() -> None:
+    """spec.serving.drainSeconds: Serve's graceful shutdown, KubeRay's delay before deleting the old cluster
+    after a switch, the pods' termination grace (plus Ray's own shutdown); the autoscaler keeps idle nodes
+    at least as long."""
+    manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
+    manifest["spec"]["serving"] = {"drainSeconds": 1200}
+    rayservice = _render(manifest)[0]["spec"]
+    args = parse_args(yaml.safe_load(rayservice["serveConfigV2"])["applications"][0]["args"])
+    assert args.deployment.graceful_shutdown_timeout_s == 1200
+    assert rayservice["rayClusterDeletionDelaySeconds"] == 1200
+    cluster = rayservice["rayClusterConfig"]
+    assert cluster["autoscalerOptions"]["idleTimeoutSeconds"] == 1200
+    pods = [cluster["headGroupSpec"]["template"]["spec"], cluster["workerGroupSpecs"][0]["template"]["spec"]]
+    assert [pod["terminationGracePeriodSeconds"] for pod in pods] == [1230, 1230]

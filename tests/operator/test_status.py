@@ -13,10 +13,10 @@ from llm_operator.status import (
     Observed,
     Verdict,
     compute_status,
+    pod_problem,
     pods_waiting,
     rayservice_verdict,
     status_patch,
-    unscheduled_message,
 )
 
 MONITORS = Verdict(True, Reason.MONITORS_APPLIED)
@@ -141,19 +141,37 @@ def test_pods_not_ready_and_what_the_scheduler_says() -> None:
             ]
         },
     }
-    message = unscheduled_message([pod, {"metadata": {"name": "m-head"}, "status": {}}])
-    assert message is not None and message.startswith("pod m-abcde-gpu-workers-worker-xyz cannot be scheduled: 0/7")
+    stuck = pod_problem([pod, {"metadata": {"name": "m-head"}, "status": {}}])
+    assert stuck is not None and stuck.reason == "Unschedulable"
+    assert stuck.message.startswith("pod m-abcde-gpu-workers-worker-xyz cannot be scheduled: 0/7")
     status = compute_status(
         name="m",
         namespace="ns",
         generation=1,
         min_replicas=1,
-        observed=Observed(rayservice(ready="False"), MONITORS, unscheduled=message),
+        observed=Observed(rayservice(ready="False"), MONITORS, stuck=stuck),
         previous={},
         now=NOW,
     )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert (status["phase"], ready["reason"], ready["message"]) == ("Deploying", "Unschedulable", message)
+    assert (status["phase"], ready["reason"], ready["message"]) == ("Deploying", "Unschedulable", stuck.message)
+
+
+def test_a_missing_token_secret_is_reported_from_the_worker_pod() -> None:
+    """Without the early Secret check (it needs get on Secrets), what the kubelet says of the worker."""
+    waiting = {"reason": "CreateContainerConfigError", "message": 'secret "hf-token" not found'}
+    pod = {
+        "metadata": {"name": "m-abcde-gpu-workers-worker-xyz"},
+        "status": {"containerStatuses": [{"name": "ray-worker", "state": {"waiting": waiting}}]},
+    }
+    stuck = pod_problem([pod])
+    assert stuck is not None and stuck.reason == "CreateContainerConfigError"
+    where = "pod m-abcde-gpu-workers-worker-xyz, container ray-worker"
+    assert stuck.message == f'{where}: CreateContainerConfigError: secret "hf-token" not found'
+    assert (
+        pod_problem([{"metadata": {"name": "p"}, "status": {"containerStatuses": [{"state": {"running": {}}}]}}])
+        is None
+    )
 
 
 def test_status_fields_and_conditions() -> None:

@@ -23,7 +23,8 @@ def test_token_value_never_appears(
 ) -> None:
     token = f"hf_{secrets.token_hex(20)}"
     forms = {token, base64.b64encode(token.encode()).decode(), token[3:]}
-    operator = run_operator(cluster, args=["-n", namespace], verbose=True, extra_env={"LLMOP_RECHECK_SECONDS": "1"})
+    env = {"LLMOP_RECHECK_SECONDS": "1", "LLMOP_CHECK_SECRETS": "true"}  # the opt-in early Secret check
+    operator = run_operator(cluster, args=["-n", namespace], verbose=True, extra_env=env)
     model = {"id": "meta-llama/Llama-3.1-8B-Instruct", "tokenSecretRef": {"name": "hf-token", "key": "token"}}
     # Created before its Secret: InvalidSpec first, then picked up by the recheck when the Secret appears.
     create_llmd(cluster, llmd("gated", namespace, model=model))

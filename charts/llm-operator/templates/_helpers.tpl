@@ -86,15 +86,6 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# Dashboard ConfigMaps: written here when no dashboards.namespace is set; otherwise only looked up and
-# deleted here (a dashboard left from before dashboards.namespace was set).
-- apiGroups: [""]
-  resources: ["configmaps"]
-  {{- if .Values.dashboards.namespace }}
-  verbs: ["get", "delete"]
-  {{- else }}
-  verbs: ["get", "create", "patch", "delete"]
-  {{- end }}
 {{- if .Values.rbac.secretsGet }}
 # The token Secret of spec.model.tokenSecretRef is looked up as metadata only; never list or watch.
 - apiGroups: [""]
@@ -103,6 +94,11 @@ Every verb here is one the operator or kopf really uses; see the chart README fo
 {{- end }}
 {{- end }}
 
+
+{{/* The one namespace of the dashboard ConfigMaps: dashboards.namespace, else the release namespace. */}}
+{{- define "llm-operator.dashboardsNamespace" -}}
+{{- .Values.dashboards.namespace | default .Release.Namespace }}
+{{- end }}
 
 {{/* Fail early on combinations that would leave the operator failing with 403s. */}}
 {{- define "llm-operator.validate" -}}

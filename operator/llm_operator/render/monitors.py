@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from llm_operator import constants as c
@@ -10,6 +11,12 @@ from llm_operator.models import MonitoringSpec
 from llm_operator.render.common import Owner, child
 
 MONITORING_API_VERSION = f"{c.MONITORING_GROUP}/{c.MONITORING_VERSION}"
+
+
+def monitor_labels(monitoring: MonitoringSpec, selected_by: Mapping[str, str]) -> dict[str, str]:
+    """The monitors' own labels: what the operator was told Prometheus selects monitors by (the chart's
+    `monitoring.selectorLabels`), then this deployment's `spec.monitoring.labels` over them."""
+    return {**selected_by, **monitoring.labels}
 
 
 def _relabelings(owner: Owner) -> list[dict[str, Any]]:
@@ -34,7 +41,9 @@ def _endpoint(owner: Owner, monitoring: MonitoringSpec) -> dict[str, Any]:
     }
 
 
-def render_servicemonitor(owner: Owner, monitoring: MonitoringSpec) -> dict[str, Any]:
+def render_servicemonitor(
+    owner: Owner, monitoring: MonitoringSpec, selected_by: Mapping[str, str] = {}
+) -> dict[str, Any]:
     """Scrapes the active head only: KubeRay's RayService head Service follows the serving cluster.
 
     KubeRay makes two head Services per RayService (the RayService's and the RayCluster's); selecting on
@@ -58,11 +67,11 @@ def render_servicemonitor(owner: Owner, monitoring: MonitoringSpec) -> dict[str,
         name=naming.monitor_name(owner.name),
         component="head-monitor",
         spec=spec,
-        extra_labels=dict(monitoring.labels),
+        extra_labels=monitor_labels(monitoring, selected_by),
     )
 
 
-def render_podmonitor(owner: Owner, monitoring: MonitoringSpec) -> dict[str, Any]:
+def render_podmonitor(owner: Owner, monitoring: MonitoringSpec, selected_by: Mapping[str, str] = {}) -> dict[str, Any]:
     """Scrapes every GPU worker pod of this deployment (all clusters during an upgrade)."""
     endpoint = _endpoint(owner, monitoring)
     spec = {
@@ -77,5 +86,5 @@ def render_podmonitor(owner: Owner, monitoring: MonitoringSpec) -> dict[str, Any
         name=naming.monitor_name(owner.name),
         component="worker-monitor",
         spec=spec,
-        extra_labels=dict(monitoring.labels),
+        extra_labels=monitor_labels(monitoring, selected_by),
     )

@@ -23,6 +23,9 @@ HEAD_PORTS = [
     {"name": "serve", "containerPort": c.RAY_SERVE_PORT},
     {"name": c.RAY_METRICS_PORT_NAME, "containerPort": c.RAY_METRICS_PORT},
 ]
+IDLE_TIMEOUT_SECONDS = 600
+# Beyond Serve's own drain: Ray's shutdown of the node, after the replicas finished.
+GRACE_MARGIN_SECONDS = 30
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -33,7 +36,7 @@ class WorkerShape:
     gpus: int
     cpu: str
     memory: str
-    node_selector: dict[str, str]
+    node_affinity: dict[str, Any]
     tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(GPU_TOLERATION)])
 
 
@@ -79,6 +82,7 @@ def serve_app_config(spec: LLMDeploymentSpec) -> ServeAppConfig:
             max_ongoing_requests=replicas.max_ongoing_requests,
             accelerator="GPU",
             accelerators_per_replica=tensor_parallel,
+            graceful_shutdown_timeout_s=spec.serving.drain_seconds,
         ),
     )
 
@@ -88,6 +92,11 @@ def serve_config(spec: LLMDeploymentSpec) -> str:
     args = serve_app_config(spec).model_dump(mode="json", exclude_none=True)
     config = {"applications": [{"name": c.SERVE_APP_NAME, "import_path": c.SERVE_IMPORT_PATH, "args": args}]}
     return yaml.dump(config, Dumper=_DUMPER, sort_keys=False)
+
+
+def termination_grace(spec: LLMDeploymentSpec) -> int:
+    """The pods' terminationGracePeriodSeconds: Serve's drain, then Ray's own shutdown."""
+    return spec.serving.drain_seconds + GRACE_MARGIN_SECONDS
 
 
 def _token_env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
@@ -131,7 +140,11 @@ def _head(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv) -> dict[str, Any]:
     }
     if env_vars := _dashboard_env(env):
         container["env"] = env_vars
-    pod: dict[str, Any] = {"containers": [container], "volumes": [volume]}
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [volume],
+        "terminationGracePeriodSeconds": termination_grace(spec),
+    }
     _apply_overrides(pod, container, spec.head)
     return {
         # num-cpus 0: no Serve replica or task is ever scheduled on the CPU head.
@@ -158,7 +171,8 @@ def _worker_group(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: Wor
     pod: dict[str, Any] = {
         "containers": [container],
         "volumes": [volume, {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
-        "nodeSelector": dict(shape.node_selector),
+        "affinity": {"nodeAffinity": shape.node_affinity},
+        "terminationGracePeriodSeconds": termination_grace(spec),
         "tolerations": [dict(t) for t in shape.tolerations],
     }
     _apply_overrides(pod, container, spec.worker)
@@ -179,10 +193,15 @@ def render_rayservice(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape:
         # The head runs no Serve replica (num-cpus 0): traffic goes to the GPU workers only, and KubeRay
         # skips its per-request probe of the head pod's proxy.
         "excludeHeadPodFromServeSvc": True,
+        # After a NewCluster switch the old cluster keeps serving the generations it has in flight.
+        "rayClusterDeletionDelaySeconds": spec.serving.drain_seconds,
         "serveConfigV2": serve_config(spec),
         "rayClusterConfig": {
             "rayVersion": env.ray_version,
             "enableInTreeAutoscaling": True,
+            # A worker Ray's autoscaler releases only after this long idle: longer than a model takes to load,
+            # so a replica Serve scales down and up again finds its node (and its weights) still there.
+            "autoscalerOptions": {"idleTimeoutSeconds": max(IDLE_TIMEOUT_SECONDS, spec.serving.drain_seconds)},
             "headGroupSpec": _head(owner, spec, env),
             "workerGroupSpecs": [_worker_group(owner, spec, env, shape)],
         },
