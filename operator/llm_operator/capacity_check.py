@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llm_operator.capacity import CapacityPlan, FactsError, ModelFacts, Verdict, known_model, plan
+from llm_operator.capacity.disk import DiskPlan, disk_plan
 from llm_operator.catalog import Catalog
 from llm_operator.constants import Reason
 from llm_operator.models import LLMDeploymentSpec
@@ -47,14 +48,32 @@ def plan_for(spec: LLMDeploymentSpec, catalog: Catalog) -> CapacityPlan:
     )
 
 
-def check_capacity(spec: LLMDeploymentSpec, catalog: Catalog) -> CapacityOutcome:
-    """Plan, then decide: does-not-fit blocks GPU workers unless `spec.capacityCheck` is Warn."""
+def disk_for(spec: LLMDeploymentSpec, node_gib: int | None = None) -> DiskPlan:
+    """The weight cache and ephemeral storage of one worker of a (valid) spec."""
+    cache = spec.model.cache
+    try:
+        facts = facts_for(spec)
+    except FactsError:
+        facts = None
+    return disk_plan(facts, claim=cache.claim_name is not None, size_gib=cache.size_gib, node_gib=node_gib)
+
+
+def check_capacity(spec: LLMDeploymentSpec, catalog: Catalog, node_gib: int | None = None) -> CapacityOutcome:
+    """Plan GPUs and disk, then decide: does-not-fit blocks GPU workers unless `spec.capacityCheck` is Warn.
+    A worker too big for the GPU nodes' disk (`node_gib`, when known) is a warning: the scheduler holds it."""
     try:
         result = plan_for(spec, catalog)
     except FactsError as error:
         return CapacityOutcome(None, Condition(False, Reason.UNKNOWN_MODEL, str(error)))
+    disk = disk_for(spec, node_gib)
+    if disk.message is not None:
+        verdict = Verdict.FITS_WITH_WARNINGS if result.verdict == Verdict.FITS else result.verdict
+        result = replace(result, verdict=verdict, messages=(*result.messages, disk.message))
     message = "; ".join(result.messages)
     status = result.to_status()
+    if disk.cache_gib is not None:
+        status["weightCacheGiB"] = disk.cache_gib
+    status["ephemeralStorageGiB"] = disk.ephemeral_storage_gib
     if result.verdict == Verdict.FITS:
         return CapacityOutcome(status, Condition(True, Reason.FITS, message or f"fits on {result.instance.name}"))
     if result.verdict == Verdict.FITS_WITH_WARNINGS:

@@ -8,6 +8,7 @@ from typing import Any
 
 from llm_operator import constants as c
 from llm_operator import naming
+from llm_operator.capacity_check import disk_for
 from llm_operator.catalog import Catalog, CatalogError, gpu_tolerations, worker_resources
 from llm_operator.models import LLMDeploymentSpec, SpecError, parse_spec, validate_spec
 from llm_operator.render.common import Owner
@@ -22,12 +23,15 @@ def worker_shape(spec: LLMDeploymentSpec, catalog: Catalog) -> WorkerShape:
     accelerator = spec.accelerator
     instance = catalog.instance_for(accelerator.type, accelerator.count, accelerator.instance_type)
     cpu, memory = worker_resources(instance, accelerator.count)
+    disk = disk_for(spec)
     return WorkerShape(
         gpus=accelerator.count,
         cpu=cpu,
         memory=memory,
         node_affinity=catalog.node_affinity(accelerator.type, accelerator.count, accelerator.instance_type),
         tolerations=gpu_tolerations(),
+        ephemeral_storage_gib=disk.ephemeral_storage_gib,
+        cache_gib=disk.cache_gib,
     )
 
 

@@ -84,6 +84,27 @@ class Architecture(SpecModel):
     dtype: Literal["float16", "bfloat16", "float32"] | None = Field(default=None, description="Native weight dtype.")
 
 
+class WeightCacheSpec(SpecModel):
+    """Where GPU workers keep the weights they download (`HF_HOME`)."""
+
+    claim_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="A PersistentVolumeClaim in the deployment's namespace holding the cache, shared by every "
+        "worker (ReadWriteMany, e.g. EFS or FSx for Lustre): weights are downloaded once, not per pod. "
+        "The operator mounts it and never creates or changes it. Default: an emptyDir per pod.",
+    )
+    size_gib: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        alias="sizeGiB",
+        description="Size limit of the per-pod emptyDir cache; default: the checkpoint plus 10% and 1 GiB, "
+        "from the model facts. Counted in the worker's ephemeral-storage request.",
+    )
+
+
 class ModelSpec(SpecModel):
     """Which model to serve and how to fetch it."""
 
@@ -106,6 +127,9 @@ class ModelSpec(SpecModel):
     )
     architecture: Architecture | None = Field(
         default=None, description="Model facts for the GPU-fit check, for models the operator does not know."
+    )
+    cache: WeightCacheSpec = Field(
+        default=WeightCacheSpec(), description="The workers' weight cache (HF_HOME): a per-pod emptyDir or a PVC."
     )
 
 
@@ -344,6 +368,8 @@ def validate_spec(spec: LLMDeploymentSpec) -> list[str]:
             f"spec.model.id: loading from {spec.model.id.split('://')[0]}:// is not supported yet; use a Hugging "
             "Face id (with spec.model.tokenSecretRef if gated) or a path on a volume in the image"
         )
+    if spec.model.cache.claim_name is not None and spec.model.cache.size_gib is not None:
+        errors.append("spec.model.cache.sizeGiB: sizes the per-pod emptyDir; a PersistentVolumeClaim has its own size")
     typed = {to_camel(name) for name in EngineSpec.model_fields} | set(EngineSpec.model_fields)
     reserved = {"model", "served_model_name", "tokenizer", "download_dir"}
     for key in spec.engine.extra_args:

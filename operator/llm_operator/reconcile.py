@@ -134,7 +134,7 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
         return outcome
 
     # Plan: the capacity check, and which children to read, compare or apply.
-    capacity = check_capacity(spec, ctx.catalog)
+    capacity = check_capacity(spec, ctx.catalog, ctx.settings.node_ephemeral_storage_gib)
     monitoring_on, monitoring = _monitoring(ctx, spec)
     # Whether the spec changed since it was last brought in line: by this process, else (an object new to
     # it: a start, a retry) by the status any process wrote for it.

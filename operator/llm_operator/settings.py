@@ -36,6 +36,9 @@ class Settings(BaseModel):
     dashboard_label_value: str = Field(default=c.DEFAULT_DASHBOARD_LABEL_VALUE, max_length=63)
     dashboard_namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     metrics_seconds: float = Field(default=30, gt=0)
+    # The ephemeral storage a GPU node offers pods (its root or instance-store volume, less what the kubelet
+    # keeps); when set, the capacity check warns of a worker whose weights and image cannot fit.
+    node_ephemeral_storage_gib: int | None = Field(default=None, ge=1)
     metrics_window: str = Field(default="2m", pattern=r"^[0-9]+[smh]$")
 
 
@@ -56,6 +59,7 @@ ENV = {
     "dashboard_namespace": "LLMOP_DASHBOARD_NAMESPACE",
     "metrics_seconds": "LLMOP_METRICS_SECONDS",
     "metrics_window": "LLMOP_METRICS_WINDOW",
+    "node_ephemeral_storage_gib": "LLMOP_NODE_EPHEMERAL_STORAGE_GIB",
 }
 
 

@@ -249,3 +249,15 @@ def test_install_upgrade_uninstall(helm: Helm, cluster: Cluster, namespace: str)
     assert "kubectl apply --server-side -f charts/llm-operator/crds/" in readme
     out = cluster.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     assert "customresourcedefinition.apiextensions.k8s.io/llmdeployments.llmops.dev serverside-applied" in out
+
+
+def test_node_disk_setting_reaches_the_operator_only_when_set(helm: Helm) -> None:
+    def env(*values: str) -> list[dict[str, str]]:
+        deployment = next(o for o in documents(helm.template("rel", "ops", *values)) if o["kind"] == "Deployment")
+        variables: list[dict[str, str]] = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return variables
+
+    assert not any(v["name"] == "LLMOP_NODE_EPHEMERAL_STORAGE_GIB" for v in env())
+    assert {"name": "LLMOP_NODE_EPHEMERAL_STORAGE_GIB", "value": "200"} in env(
+        "--set", "settings.nodeEphemeralStorageGiB=200"
+    )

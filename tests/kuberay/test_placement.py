@@ -55,3 +55,21 @@ def test_a_gpu_shape_no_node_has_stays_unscheduled_and_says_why(
     assert "big-" in ready["message"] and "didn't match Pod's node affinity" in ready["message"], ready["message"]
     status = (lane.cluster.get(*LD, namespace, "big") or {})["status"]
     assert status["phase"] == "Deploying" and status["ready"] == "0/1"
+
+
+def test_a_weight_cache_no_node_has_room_for_stays_unscheduled_and_says_why(
+    lane: LaneCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The worker requests its emptyDir cache plus the image as ephemeral storage (the lane's GPU nodes offer
+    450 GiB): the real scheduler will not place a 1000 GiB cache, and Ready says why."""
+    lane.check()
+    lane.cluster.apply(
+        llmd("hoard", namespace, model={"id": "mistralai/Mistral-7B-Instruct-v0.2", "cache": {"sizeGiB": 1000}})
+    )
+
+    def unschedulable() -> dict[str, Any] | None:
+        ready = condition(lane.cluster.get(*LD, namespace, "hoard"), "Ready")
+        return ready if ready and ready["reason"] == "Unschedulable" else None
+
+    ready = wait_for(unschedulable, timeout=120, what="Ready reason Unschedulable")
+    assert "Insufficient ephemeral-storage" in ready["message"], ready["message"]

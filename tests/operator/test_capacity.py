@@ -27,7 +27,10 @@ from llm_operator.capacity import (
     plan,
     read_model_config,
 )
+from llm_operator.capacity.disk import DiskPlan, checkpoint_gib, disk_plan
+from llm_operator.capacity_check import check_capacity
 from llm_operator.catalog import Catalog
+from llm_operator.models import parse_spec
 
 CATALOG = Catalog.default()
 GIB = 2**30
@@ -306,3 +309,23 @@ def test_format_table() -> None:
     assert "Concurrent sequences  4 at maxModelLen 8192" in lines
     assert "$1.01 to $4.02 for 1 to 4 replicas" in table
     assert lines[-1].startswith("- spec.engine.maxNumSeqs: 256 sequences")
+
+
+def test_checkpoint_size_matches_the_published_files() -> None:
+    """Mistral-7B-Instruct-v0.2's safetensors are 14.48 GB (bf16); Llama-3.1-70B's 141.1 GB."""
+    assert checkpoint_gib(MISTRAL) * GIB == pytest.approx(14.48e9, rel=0.01)
+    assert checkpoint_gib(LLAMA_70B) * GIB == pytest.approx(141.1e9, rel=0.01)
+
+
+def test_a_worker_too_big_for_the_nodes_disk_is_a_warning_naming_the_cache() -> None:
+    spec = parse_spec({"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "engine": {"maxModelLen": 8192}})
+    roomy = check_capacity(spec, CATALOG, node_gib=100)
+    assert roomy.condition.reason == "Fits" and roomy.plan is not None
+    assert (roomy.plan["weightCacheGiB"], roomy.plan["ephemeralStorageGiB"]) == (16, 36)
+    small = check_capacity(spec, CATALOG, node_gib=20)  # EKS's default root volume
+    assert small.condition.reason == "FitsWithWarnings" and small.blocked is None
+    assert "spec.model.cache: the weights (16 GiB) and the image" in small.condition.message
+    assert "more than the 20 GiB" in small.condition.message
+    shared = parse_spec({**spec.model_dump(by_alias=True), "model": {"id": spec.model.id, "cache": {"claimName": "c"}}})
+    assert check_capacity(shared, CATALOG, node_gib=20).condition.reason == "Fits"
+    assert disk_plan(MISTRAL, claim=True, size_gib=None, node_gib=None) == DiskPlan(None, 20)

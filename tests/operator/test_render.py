@@ -143,3 +143,45 @@ def test_drain_is_set_consistently_everywhere_a_generation_can_be_cut() -> None:
     assert cluster["autoscalerOptions"]["idleTimeoutSeconds"] == 1200
     pods = [cluster["headGroupSpec"]["template"]["spec"], cluster["workerGroupSpecs"][0]["template"]["spec"]]
     assert [pod["terminationGracePeriodSeconds"] for pod in pods] == [1230, 1230]
+
+
+def _worker_pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = _render(manifest)[0]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    return pod
+
+
+def test_weights_go_to_a_sized_cache_counted_in_ephemeral_storage() -> None:
+    """HF_HOME on an emptyDir sized from the checkpoint (Mistral-7B: 13.5 GiB of bf16 safetensors -> 16 GiB),
+    and an ephemeral-storage request for it plus the image, so a worker lands only where both fit."""
+    manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
+    pod = _worker_pod(manifest)
+    (container,) = pod["containers"]
+    assert {"name": "HF_HOME", "value": "/var/cache/huggingface"} in container["env"]
+    assert {"name": "weights", "mountPath": "/var/cache/huggingface"} in container["volumeMounts"]
+    assert {"name": "weights", "emptyDir": {"sizeLimit": "16Gi"}} in pod["volumes"]
+    assert container["resources"]["requests"]["ephemeral-storage"] == "36Gi"  # 16 GiB + ~20 GiB of image
+    assert "securityContext" not in pod
+
+    manifest["spec"]["model"]["cache"] = {"sizeGiB": 40}
+    pod = _worker_pod(manifest)
+    assert {"name": "weights", "emptyDir": {"sizeLimit": "40Gi"}} in pod["volumes"]
+    assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "60Gi"
+
+
+def test_a_shared_cache_is_the_users_claim_mounted_not_created() -> None:
+    manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
+    manifest["spec"]["model"]["cache"] = {"claimName": "model-cache"}
+    children = _render(manifest)
+    assert not any(child["kind"] == "PersistentVolumeClaim" for child in children)
+    pod = _worker_pod(manifest)
+    assert {"name": "weights", "persistentVolumeClaim": {"claimName": "model-cache"}} in pod["volumes"]
+    assert pod["securityContext"] == {"fsGroup": 100}  # writable by the image's user
+    assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "20Gi"  # the image only
+
+
+def test_an_unknown_model_gets_an_unbounded_cache() -> None:
+    manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
+    manifest["spec"]["model"] = {"id": "someone/unknown-model"}
+    pod = _worker_pod(manifest)
+    assert {"name": "weights", "emptyDir": {}} in pod["volumes"]
+    assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "20Gi"

@@ -26,6 +26,9 @@ HEAD_PORTS = [
 IDLE_TIMEOUT_SECONDS = 600
 # Beyond Serve's own drain: Ray's shutdown of the node, after the replicas finished.
 GRACE_MARGIN_SECONDS = 30
+# Workers' HF_HOME: vLLM downloads the weights here (a volume, not the container's root filesystem).
+WEIGHTS_PATH = "/var/cache/huggingface"
+RAY_IMAGE_GID = 100  # rayproject/ray's user `ray` (uid 1000) is in group `users`
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -38,6 +41,8 @@ class WorkerShape:
     memory: str
     node_affinity: dict[str, Any]
     tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(GPU_TOLERATION)])
+    ephemeral_storage_gib: int | None = None  # weights (when the cache is an emptyDir) and the image
+    cache_gib: int | None = None  # the emptyDir cache's size limit (None: unknown, or a PVC)
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,16 @@ def _apply_overrides(pod: dict[str, Any], container: dict[str, Any], overrides: 
         pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in overrides.tolerations]
 
 
+def _weight_cache(spec: LLMDeploymentSpec, shape: WorkerShape) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `HF_HOME` volume: the user's PersistentVolumeClaim, else an emptyDir sized for the checkpoint."""
+    claim = spec.model.cache.claim_name
+    if claim is not None:
+        source: dict[str, Any] = {"persistentVolumeClaim": {"claimName": claim}}
+    else:
+        source = {"emptyDir": {"sizeLimit": f"{shape.cache_gib}Gi"} if shape.cache_gib else {}}
+    return {"name": "weights", **source}, {"name": "weights", "mountPath": WEIGHTS_PATH}
+
+
 def _logs_volume() -> tuple[dict[str, Any], dict[str, Any]]:
     return {"name": "ray-logs", "emptyDir": {}}, {"name": "ray-logs", "mountPath": "/tmp/ray"}
 
@@ -155,26 +170,28 @@ def _head(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv) -> dict[str, Any]:
 
 def _worker_group(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: WorkerShape) -> dict[str, Any]:
     volume, mount = _logs_volume()
+    cache, cache_mount = _weight_cache(spec, shape)
     gpus = str(shape.gpus)
+    requests = {"cpu": shape.cpu, "memory": shape.memory, "nvidia.com/gpu": gpus}
+    if shape.ephemeral_storage_gib:
+        requests["ephemeral-storage"] = f"{shape.ephemeral_storage_gib}Gi"
     container: dict[str, Any] = {
         "name": "ray-worker",
         "image": env.image,
-        "resources": {
-            "requests": {"cpu": shape.cpu, "memory": shape.memory, "nvidia.com/gpu": gpus},
-            "limits": {"memory": shape.memory, "nvidia.com/gpu": gpus},
-        },
+        "resources": {"requests": requests, "limits": {"memory": shape.memory, "nvidia.com/gpu": gpus}},
         # Tensor parallelism exchanges tensors through shared memory; the default 64 MiB /dev/shm is too small.
-        "volumeMounts": [mount, {"name": "dshm", "mountPath": "/dev/shm"}],
+        "volumeMounts": [mount, {"name": "dshm", "mountPath": "/dev/shm"}, cache_mount],
+        "env": [{"name": "HF_HOME", "value": WEIGHTS_PATH}, *_token_env(spec)],
     }
-    if env_vars := _token_env(spec):
-        container["env"] = env_vars
     pod: dict[str, Any] = {
         "containers": [container],
-        "volumes": [volume, {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+        "volumes": [volume, {"name": "dshm", "emptyDir": {"medium": "Memory"}}, cache],
         "affinity": {"nodeAffinity": shape.node_affinity},
         "terminationGracePeriodSeconds": termination_grace(spec),
         "tolerations": [dict(t) for t in shape.tolerations],
     }
+    if spec.model.cache.claim_name is not None:
+        pod["securityContext"] = {"fsGroup": RAY_IMAGE_GID}  # the shared volume writable by the image's user
     _apply_overrides(pod, container, spec.worker)
     return {
         "groupName": c.WORKER_GROUP,
