@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: venv control-plane system-deps lint test test-fast demo demo-down crds lock clean bench-operator bench-serving soak
+.PHONY: venv control-plane system-deps lint test test-fast demo demo-down crds lock clean bench-operator bench-serving soak \
+	images push-images
 
 $(INSTALLED): requirements/lock.txt pyproject.toml hack/install-venv.sh
 	@echo "==> installing the pinned environment into $(VENV)/ (first time: ~3 GB of wheels)"
@@ -56,6 +57,21 @@ crds: venv
 
 lock:
 	bash hack/lock.sh
+
+# The two images, tagged with the project version (README: "Build and push the images").
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+REGISTRY ?= ghcr.io/llmops-dev
+DOCKER ?= docker
+OPERATOR_IMAGE := $(REGISTRY)/llm-operator:$(VERSION)
+SERVE_IMAGE := $(REGISTRY)/llm-serve:$(VERSION)
+
+images:
+	$(DOCKER) build -f Dockerfile.operator -t $(OPERATOR_IMAGE) .
+	$(DOCKER) build -f Dockerfile.serve -t $(SERVE_IMAGE) .
+
+push-images: images
+	$(DOCKER) push $(OPERATOR_IMAGE)
+	$(DOCKER) push $(SERVE_IMAGE)
 
 clean: demo-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -261,3 +261,16 @@ def test_node_disk_setting_reaches_the_operator_only_when_set(helm: Helm) -> Non
     assert {"name": "LLMOP_NODE_EPHEMERAL_STORAGE_GIB", "value": "200"} in env(
         "--set", "settings.nodeEphemeralStorageGiB=200"
     )
+
+
+def test_notes_warn_of_placeholder_images_until_both_are_set(helm: Helm) -> None:
+    def notes(*values: str) -> str:
+        return helm.run("install", "rel", str(CHART), "-n", "ops", "--dry-run=client", *values).stdout
+
+    warning = "WARNING: placeholder images"
+    assert warning in notes()
+    assert warning in notes("--set", "image.repository=registry.example/team/llm-operator")
+    assert warning not in notes(
+        "--set", "image.repository=registry.example/team/llm-operator",
+        "--set", "settings.defaultImage=registry.example/team/llm-serve:0.1.0",
+    )  # fmt: skip

