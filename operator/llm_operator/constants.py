@@ -25,6 +25,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+# On the GPU workers' pod template: what the engine loads (model and engine arguments). Part of KubeRay's
+# cluster hash, so a NewCluster upgrade starts a new cluster for it instead of updating Serve in place
+# (an in-place update stops the only replica before its successor is up).
+ANNOTATION_ENGINE_HASH = f"{GROUP}/engine-hash"
 # Dashboards may live in Grafana's namespace, where no ownerReference can reach: this label names the
 # owner's namespace, and this finalizer holds the LLMDeployment until they are deleted.
 LABEL_OWNER_NAMESPACE = f"{GROUP}/namespace"
@@ -58,6 +62,7 @@ class ConditionType(StrEnum):
     METRICS_AVAILABLE = "MetricsAvailable"
     APPLIED = "Applied"
     ANSWERING = "Answering"
+    ROLLED_BACK = "RolledBack"
 
 
 class Reason(StrEnum):
@@ -92,6 +97,7 @@ class Reason(StrEnum):
     SAMPLED = "Sampled"
     NO_SERIES = "NoSeries"
     PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
+    UPGRADE_TIMEOUT = "UpgradeTimeout"
 
 
 class Phase(StrEnum):

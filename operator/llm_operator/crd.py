@@ -21,6 +21,8 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     # Whether the model answered the operator's probe (a real completion through the serve Service).
     {"name": "Answering", "type": "string", "jsonPath": ".status.answering"},
+    # True: the newest generation failed and the last good one's spec is serving (see RolledBack).
+    {"name": "Rolled-Back", "type": "boolean", "jsonPath": ".status.upgrade.rolledBack"},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
     # Live figures sampled from Prometheus (`kubectl get llmd -o wide`); Sampled: when they last changed.
     {"name": "Req/s", "type": "number", "jsonPath": ".status.metrics.requestsPerSecond", "priority": 1},

@@ -110,6 +110,7 @@ class Memory:
         "rendered",
         "resync_at",
         "retry_at",
+        "rolled_back",
         "sample_at",
         "uid",
     )
@@ -118,7 +119,9 @@ class Memory:
         self.uid = uid  # a deleted and re-created object (same name) is a new Memory
         self.lock = threading.Lock()
         self.generation: int | None = None  # last brought in line (None: not yet by this process)
-        self.rendered: tuple[int, str] | None = None  # (generation, its RayService's spec hash)
+        self.rolled_back = False  # whether that generation was brought in line with the last good spec
+        # ((generation, rolled back), the RayService's spec hash rendered for it)
+        self.rendered: tuple[tuple[int, bool], str] | None = None
         self.failures = 0
         self.retry_at: float | None = None
         self.recheck_at: float | None = None

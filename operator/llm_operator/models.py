@@ -265,6 +265,24 @@ class ServingSpec(SpecModel):
     )
 
 
+class UpgradeSpec(SpecModel):
+    """Guarded upgrades: a new generation that fails to deploy is rolled back to the last one that answered."""
+
+    rollback: bool = Field(
+        default=True,
+        description="Re-apply the last Ready generation's spec when a new generation's Serve app fails to deploy "
+        "or is not Ready within timeoutSeconds; the LLMDeployment's spec stays as written, and that generation "
+        "is not retried until the spec changes.",
+    )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=86400,
+        description="Seconds a new generation may take to become Ready (a new Ray cluster, its nodes, the weights' "
+        "download, the engine's start); default: 900 plus 10 per GiB of checkpoint (1800 for an unknown model).",
+    )
+
+
 class ProbeSpec(SpecModel):
     """The Answering probe: a real completion through the serve Service before Ready, then periodically."""
 
@@ -317,9 +335,11 @@ class LLMDeploymentSpec(SpecModel):
     serving: ServingSpec = Field(default=ServingSpec(), description="Draining of replicas and clusters.")
     upgrade_strategy: Literal["NewCluster", "None"] = Field(
         default="NewCluster",
-        description="NewCluster: a spec change starts a new Ray cluster and switches traffic when it is ready; "
-        "None: changes to the Ray cluster are not rolled out.",
+        description="NewCluster: a change of the model, the engine or the Ray pods starts a new Ray cluster and "
+        "switches traffic when it is ready (scaling changes apply in place); None: changes to the Ray cluster "
+        "are not rolled out, Serve updates in place.",
     )
+    upgrade: UpgradeSpec = Field(default=UpgradeSpec(), description="Rollback of a generation that fails.")
     capacity_check: Literal["Enforce", "Warn"] = Field(
         default="Enforce",
         description="Enforce: do not create GPU workers for a model that does not fit; Warn: report and create anyway.",
@@ -448,6 +468,16 @@ class Condition(StatusModel):
     last_transition_time: str = Field(description="When the status last changed (RFC 3339).")
 
 
+class UpgradeStatus(StatusModel):
+    """A generation newer than the last good one, on its way."""
+
+    generation: int = Field(description="The generation rolling out.")
+    started_at: str = Field(description="When the operator first applied it (RFC 3339).")
+    rolled_back: bool = Field(
+        default=False, description="It failed and the last good spec is applied instead, until the spec changes."
+    )
+
+
 class LLMDeploymentStatus(StatusModel):
     """Observed state, computed by the operator from its children."""
 
@@ -470,6 +500,13 @@ class LLMDeploymentStatus(StatusModel):
         description="GPU-fit plan: verdict, memory per GPU, KV-cache capacity, cost per hour.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+    last_good: dict[str, Any] | None = Field(
+        default=None,
+        description="The newest generation that was Ready, with its spec as written: what a failed upgrade "
+        "is rolled back to.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    upgrade: UpgradeStatus | None = Field(default=None, description="A newer generation rolling out.")
     metrics: dict[str, Any] | None = Field(
         default=None,
         description="Live figures sampled from Prometheus: requestsPerSecond, ttftP50Seconds, "

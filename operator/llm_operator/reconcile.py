@@ -38,6 +38,7 @@ from llm_operator.models import LLMDeploymentSpec
 from llm_operator.render.common import Owner
 from llm_operator.render.dashboards import configmap_name
 from llm_operator.render.monitors import monitor_labels
+from llm_operator.rollout import Rollout, default_timeout, deploy_failure, step, with_rollout
 from llm_operator.settings import Settings
 from llm_operator.status import (
     Observed,
@@ -75,6 +76,12 @@ class Outcome:
     # The status waits on what no watch of ours reports (a pod the scheduler cannot place, a refused
     # write, a child that is not ours): the worklist re-checks.
     waiting: bool = False
+
+    def merge(self, later: Outcome) -> None:
+        """Add what a later reconcile of the same object did."""
+        self.writes += later.writes
+        self.events += later.events
+        self.status, self.waiting = later.status, self.waiting or later.waiting
 
 
 @dataclass(frozen=True)
@@ -133,15 +140,21 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
         memory.generation = generation
         return outcome
 
+    # A generation rolled back is brought in line with the last good spec instead of its own.
+    rollout = Rollout.from_status(previous)
+    rolled_back = rollout.rolled_back(generation)
+    spec = _applied_spec(ctx, owner, spec, rollout if rolled_back else None)
+
     # Plan: the capacity check, and which children to read, compare or apply.
     capacity = check_capacity(spec, ctx.catalog, ctx.settings.node_ephemeral_storage_gib)
     monitoring_on, monitoring = _monitoring(ctx, spec)
     # Whether the spec changed since it was last brought in line: by this process, else (an object new to
     # it: a start, a retry) by the status any process wrote for it.
     last = memory.generation if memory.generation is not None else previous.get("observedGeneration")
-    changed = last != generation
+    changed = last != generation or (memory.generation is not None and memory.rolled_back != rolled_back)
     live: dict[str, dict[str, Any] | None] = {}
     refused: Verdict | None = None
+    key = (generation, rolled_back)
     if capacity.blocked is not None:
         if previous.get("conditions") is None or _ready_reason(previous) != capacity.blocked.reason:
             outcome.events.append(Event("Warning", capacity.blocked.reason, capacity.blocked.message))
@@ -152,7 +165,7 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
     ):
         # Render, then apply what differs from the live objects (read only when not remembered).
         desired = render_children(owner, spec, ctx.settings, ctx.catalog, monitoring=monitoring_on)
-        memory.rendered = (generation, spec_hash(desired[0]))
+        memory.rendered = (key, spec_hash(desired[0]))
         if changed:
             _sync_dashboards(ctx, body, memory, desired, outcome)
             if not spec.monitoring.enabled:
@@ -163,8 +176,8 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
     observed_rayservice = _observe_rayservice(ctx, memory, owner, live, news)
     desired_hash = None
     if capacity.blocked is None:
-        if memory.rendered is None or memory.rendered[0] != generation:
-            memory.rendered = (generation, spec_hash(rayservice(owner, spec, ctx.settings, ctx.catalog)))
+        if memory.rendered is None or memory.rendered[0] != key:
+            memory.rendered = (key, spec_hash(rayservice(owner, spec, ctx.settings, ctx.catalog)))
         desired_hash = memory.rendered[1]
     answering = _answering(memory, spec, generation, rayservice_verdict(observed_rayservice, desired_hash)[0])
     status = compute_status(
@@ -186,13 +199,61 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
         previous=previous,
         now=now,
     )
+    failure = deploy_failure(observed_rayservice, desired_hash)
+    status, rolling_back = _guard_upgrade(
+        body, spec, rollout, status, failure, plan=capacity.plan, now=now, outcome=outcome
+    )
     if refused is not None:
         outcome.waiting = True  # no watch tells us when RBAC, a CRD or the other object changes
         if (_condition(previous, c.ConditionType.APPLIED) or {}).get("message") != refused.message:
             outcome.events.append(Event("Warning", refused.reason, refused.message))
-    _write_status(ctx, body, memory, status, outcome)
-    memory.generation = generation  # a refused write is re-checked on the worklist's timer
+    stored = _write_status(ctx, body, memory, status, outcome)
+    memory.generation, memory.rolled_back = generation, rolled_back  # a refused write is re-checked on a timer
+    if rolling_back and stored is not None:
+        # Rolled back just now: bring it in line with the last good spec at once.
+        outcome.merge(_reconcile(ctx, stored, memory, {}))
     return outcome
+
+
+def _applied_spec(
+    ctx: Context, owner: Owner, spec: LLMDeploymentSpec, rolled_back: Rollout | None
+) -> LLMDeploymentSpec:
+    """The spec to bring children in line with: the user's, or, rolled back, the last good one."""
+    if rolled_back is None or rolled_back.last_good is None:
+        return spec
+    return validate(rolled_back.last_good.spec, owner.namespace, ctx.catalog)[0] or spec
+
+
+def _guard_upgrade(
+    body: Mapping[str, Any],
+    spec: LLMDeploymentSpec,
+    rollout: Rollout,
+    status: dict[str, Any],
+    failure: str | None,
+    *,
+    plan: Mapping[str, Any] | None,
+    now: str,
+    outcome: Outcome,
+) -> tuple[dict[str, Any], bool]:
+    """The status with the rollout state after this observation (see `rollout.step`), and whether this
+    generation is rolled back now (a Warning event says why)."""
+    generation = int(body["metadata"].get("generation", 1))
+    after, decided = step(
+        rollout,
+        generation=generation,
+        spec=dict(body["spec"]),
+        ready=status["phase"] == Phase.READY and not rollout.rolled_back(generation),
+        failure=failure,
+        now=now,
+        timeout_s=spec.upgrade.timeout_seconds or default_timeout((plan or {}).get("weightCacheGiB")),
+        enabled=spec.upgrade.rollback,
+    )
+    if decided is not None:
+        outcome.events.append(Event("Warning", c.ConditionType.ROLLED_BACK, decided.message))
+    elif after.upgrade is not None and not after.upgrade.rolled_back:
+        outcome.waiting = True  # the upgrade's timeout: no watch event comes when it passes
+    previous = dict(body.get("status") or {})
+    return with_rollout(status, after, decided, generation=generation, previous=previous, now=now), decided is not None
 
 
 def _answering(memory: Memory, spec: LLMDeploymentSpec, generation: int, kuberay: Phase) -> Verdict | None:
@@ -500,6 +561,7 @@ def _write_invalid(
         previous=previous,
         now=now,
     )
+    status.update(Rollout.from_status(previous).to_status())  # the last good version stays known
     if not (_ready_reason(previous) == Reason.INVALID_SPEC and previous.get("observedGeneration") == generation):
         outcome.events.append(Event("Warning", Reason.INVALID_SPEC, message))
     _write_status(ctx, body, memory, status, outcome)
@@ -507,20 +569,22 @@ def _write_invalid(
 
 def _write_status(
     ctx: Context, body: Mapping[str, Any], memory: Memory, status: dict[str, Any], outcome: Outcome
-) -> None:
+) -> Mapping[str, Any] | None:
+    """Patch the status if it changed; the object as stored then (None: no write)."""
     previous = dict(body.get("status") or {})
     patch = status_patch(previous, status)
     outcome.status = status
     if patch is None:
-        return
+        return None
     meta = body["metadata"]
-    memory.pick(ctx.kube.patch_status(meta["namespace"], meta["name"], patch))
+    stored = memory.pick(ctx.kube.patch_status(meta["namespace"], meta["name"], patch))
     outcome.writes.append(f"status {status['phase']}")
     if previous.get("phase") != status["phase"]:
         kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
         ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
         outcome.events.append(Event(kind, status["phase"], ready["message"] or f"phase {status['phase']}"))
     observe_phase(meta["namespace"], meta["name"], status["phase"])
+    return stored
 
 
 def sample_metrics(ctx: Context, memory: Memory, namespace: str, name: str) -> Outcome:

@@ -46,7 +46,7 @@ def _condition(items: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return next((item for item in items if item.get("type") == kind), None)
 
 
-def _apps(service: dict[str, Any] | None) -> tuple[set[str], str]:
+def apps(service: dict[str, Any] | None) -> tuple[set[str], str]:
     """The application states of one of KubeRay's service statuses, and their messages."""
     apps = ((service or {}).get("applicationStatuses") or {}).values()
     return {app.get("status", "") for app in apps}, "; ".join(app["message"] for app in apps if app.get("message"))
@@ -91,10 +91,10 @@ def rayservice_verdict(rayservice: dict[str, Any] | None, desired_hash: str | No
     upgrading = _condition(conditions, "UpgradeInProgress")
     if upgrading is not None and upgrading.get("status") == "True":
         pending = status.get("pendingServiceStatus") or {}
-        states, messages = _apps(pending)
+        states, messages = apps(pending)
         detail = f"new Ray cluster {pending.get('rayClusterName', '')}: {', '.join(sorted(states)) or 'starting'}"
         return Phase.UPGRADING, Verdict(False, Reason.UPGRADING, "; ".join(filter(None, [detail, messages])))
-    states, messages = _apps(status.get("activeServiceStatus"))
+    states, messages = apps(status.get("activeServiceStatus"))
     if "DEPLOY_FAILED" in states:
         return (Phase.DEGRADED if serving else Phase.FAILED), Verdict(False, Reason.DEPLOY_FAILED, messages)
     if "UNHEALTHY" in states:
@@ -290,5 +290,5 @@ def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str,
 
 
 def _stale(previous: dict[str, Any], desired: dict[str, Any]) -> list[str]:
-    owned = {"endpoint", "dashboard", "rayService", "capacity", "answering"}
+    owned = {"endpoint", "dashboard", "rayService", "capacity", "answering", "lastGood", "upgrade"}
     return [key for key in previous if key in owned and key not in desired]

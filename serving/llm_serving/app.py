@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
-from llm_serving.config import ServeAppConfig, parse_args
+from llm_serving.config import DEPLOYMENT_NAME, ServeAppConfig, parse_args, replica_args, serve_options
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 logger = logging.getLogger("ray.serve")
-
-DEPLOYMENT_NAME = "LLMServer"
 
 
 @serve.ingress()
@@ -61,16 +59,6 @@ class LLMServer:
 def deployment_options(config: ServeAppConfig) -> dict[str, Any]:
     """Serve deployment options from the contract (pure)."""
     deployment = config.deployment
-    scaling = deployment.autoscaling
-    autoscaling: dict[str, Any] = {
-        "min_replicas": scaling.min_replicas,
-        "max_replicas": scaling.max_replicas,
-        "target_ongoing_requests": scaling.target_ongoing_requests,
-        "upscale_delay_s": scaling.upscale_delay_s,
-        "downscale_delay_s": scaling.downscale_delay_s,
-    }
-    if scaling.initial_replicas is not None:
-        autoscaling["initial_replicas"] = scaling.initial_replicas
     # vLLM's workers for tensor parallelism are child processes of the replica, so the replica
     # itself reserves every accelerator of the engine.
     if deployment.accelerator == "GPU":
@@ -79,13 +67,10 @@ def deployment_options(config: ServeAppConfig) -> dict[str, Any]:
         actor_options = {"num_cpus": deployment.accelerators_per_replica}
     return {
         "name": DEPLOYMENT_NAME,
-        "autoscaling_config": autoscaling,
-        "max_ongoing_requests": deployment.max_ongoing_requests,
+        **serve_options(deployment),
         "ray_actor_options": actor_options,
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,
-        # A replica being stopped takes no new request and finishes those in flight (long generations).
-        "graceful_shutdown_timeout_s": deployment.graceful_shutdown_timeout_s,
     }
 
 
@@ -96,5 +81,5 @@ def build_app(args: Mapping[str, Any]) -> serve.Application:
     config = parse_args(args)
     vllm_args(config)  # unknown engine arguments fail the deploy here, not in a replica crash loop
     deployment = serve.deployment(**deployment_options(config))(LLMServer)
-    application: serve.Application = deployment.bind(config.model_dump(mode="json", exclude_none=True))
+    application: serve.Application = deployment.bind(replica_args(config))
     return application

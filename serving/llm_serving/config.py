@@ -3,6 +3,11 @@
 The operator renders `serveConfigV2.applications[].args` from `ServeAppConfig`; the app validates the
 same args first thing with `parse_args`. Pydantic only: importing this module never imports Ray or vLLM,
 so the operator can depend on it.
+
+Serve restarts every replica of an application whose `args` change (they are part of its code version),
+so scaling, concurrency and drain go into the application's `deployments` overrides instead
+(`serve_options`), which Serve applies to running replicas; `args` keep what a replica is built from
+(`replica_args`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONTRACT_VERSION: Final = "v1"
+DEPLOYMENT_NAME: Final = "LLMServer"
 
 
 class _Strict(BaseModel):
@@ -83,6 +89,33 @@ class ServeAppConfig(_Strict):
     )
     deployment: Deployment = Deployment()
     lora: Lora | None = None
+
+
+def serve_options(deployment: Deployment) -> dict[str, Any]:
+    """Serve's options of the engine deployment that change without restarting a replica: autoscaling,
+    concurrency and drain (a lightweight update in Serve's terms)."""
+    scaling = deployment.autoscaling
+    autoscaling: dict[str, Any] = {
+        "min_replicas": scaling.min_replicas,
+        "max_replicas": scaling.max_replicas,
+        "target_ongoing_requests": scaling.target_ongoing_requests,
+        "upscale_delay_s": scaling.upscale_delay_s,
+        "downscale_delay_s": scaling.downscale_delay_s,
+    }
+    if scaling.initial_replicas is not None:
+        autoscaling["initial_replicas"] = scaling.initial_replicas
+    return {
+        "autoscaling_config": autoscaling,
+        "max_ongoing_requests": deployment.max_ongoing_requests,
+        # A replica being stopped takes no new request and finishes those in flight (long generations).
+        "graceful_shutdown_timeout_s": deployment.graceful_shutdown_timeout_s,
+    }
+
+
+def replica_args(config: ServeAppConfig) -> dict[str, Any]:
+    """`config` as `args`, without what `serve_options` carries: what a replica is built from."""
+    options = {"autoscaling", "max_ongoing_requests", "graceful_shutdown_timeout_s"}
+    return config.model_dump(mode="json", exclude_none=True, exclude={"deployment": options})
 
 
 class ConfigError(ValueError):

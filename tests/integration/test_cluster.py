@@ -25,7 +25,7 @@ def test_sample_is_accepted_and_listed_with_printer_columns(cluster: Cluster, na
     assert "created" in cluster.apply(manifest)
     table = cluster.kubectl("get", "llmdeployments", "-n", namespace)
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "ACCELERATOR", "READY", "PHASE", "ANSWERING", "AGE"]
+    assert header == ["NAME", "MODEL", "ACCELERATOR", "READY", "PHASE", "ANSWERING", "ROLLED-BACK", "AGE"]
     assert "mistralai/Mistral-7B-Instruct-v0.2" in table and "A10G" in table
     wide = cluster.kubectl("get", "llmd", "-n", namespace, "-o", "wide").splitlines()[0].split()
     assert "ENDPOINT" in wide

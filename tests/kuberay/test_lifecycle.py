@@ -1,4 +1,5 @@
-"""An LLMDeployment through real KubeRay: create -> Ready -> it answers -> NewCluster upgrade -> delete.
+"""An LLMDeployment through real KubeRay: create -> Ready -> it answers -> a failed upgrade rolled back with
+no failed request -> the next upgrade -> delete.
 
 KubeRay creates the RayCluster, its Services and pods; the scheduler places them on KWOK nodes; a local Ray
 node runs each pod's Ray; KubeRay submits our serveConfigV2 to the head's dashboard and writes the
@@ -8,6 +9,7 @@ minute to come up on two cores).
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -54,26 +56,55 @@ def _complete(lane: LaneCluster, namespace: str, name: str) -> openai.types.Comp
     return client.completions.create(model="tiny", prompt="Say hello.", max_tokens=4, temperature=0)
 
 
+class Client:
+    """A client in the cluster sending one completion a second to a deployment's serve Service, no retries."""
+
+    def __init__(self, lane: LaneCluster, namespace: str, name: str) -> None:
+        self.openai = openai.OpenAI(
+            base_url=f"http://{name}-serve-svc.{namespace}.svc.cluster.local:8000/v1",
+            api_key="unused",
+            max_retries=0,
+            http_client=httpx.Client(proxy=lane.lane.proxy_url, timeout=30),
+        )
+        self.sent = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.sent += 1
+            try:
+                done = self.openai.completions.create(model="tiny", prompt="Say hello.", max_tokens=4, temperature=0)
+                if done.usage is None or done.usage.completion_tokens != 4:
+                    self.failures.append(f"{time.strftime('%X')}: {done.usage}")
+            except openai.OpenAIError as error:
+                self.failures.append(f"{time.strftime('%X')}: {type(error).__name__}: {error}")
+
+    def __enter__(self) -> Client:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=40)
+
+
 def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, operator: OperatorProcess) -> None:
     lane.check()
-    lane.cluster.apply(tiny("m", namespace))
+    # Old clusters go 10 s after a switch (default: drainSeconds 600), so the lane does not run three at once.
+    lane.cluster.apply(tiny("m", namespace, serving={"drainSeconds": 10}))
 
     # KubeRay's own objects, placed by the real scheduler: the head on the CPU node, the worker on the A10G node.
     cluster = wait_for(lambda: _clusters(lane, namespace), timeout=60, what="KubeRay's RayCluster")[0]
     assert cluster["metadata"]["labels"]["ray.io/originated-from-cr-name"] == "m"
-    pods = wait_for(
-        lambda: (
-            [
-                p
-                for p in lane.cluster.core.list_namespaced_pod(namespace, label_selector="ray.io/cluster").items
-                if p.spec.node_name
-            ]
-            or None
-        ),
-        timeout=60,
-        what="scheduled Ray pods",
-    )
-    nodes = {p.metadata.labels["ray.io/node-type"]: p.spec.node_name for p in pods}
+
+    def placed() -> dict[str, str] | None:
+        pods = lane.cluster.core.list_namespaced_pod(namespace, label_selector="ray.io/cluster").items
+        nodes = {p.metadata.labels["ray.io/node-type"]: p.spec.node_name for p in pods if p.spec.node_name}
+        return nodes if {"head", "worker"} <= set(nodes) else None
+
+    nodes = wait_for(placed, timeout=60, what="the head and the worker scheduled")
     assert nodes["head"] == "cpu-m5-4xlarge" and nodes["worker"] in ("gpu-g5-12xlarge", "gpu-g5-2xlarge-mng"), nodes
 
     ready = _wait_ready(lane, namespace, "m", 1)
@@ -101,30 +132,54 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
     workers = {p.metadata.name for p in all_pods if (p.metadata.labels or {}).get("ray.io/node-type") == "worker"}
     assert chosen == workers and len(workers) == 1
 
-    # A change of the Ray cluster's pods: KubeRay's NewCluster upgrade. Never Ready at generation 2 before
-    # KubeRay has switched to the new cluster; the old one serves meanwhile.
-    lane.cluster.kubectl(
-        "patch", "llmd", "m", "-n", namespace, "--type=merge", "-p", '{"spec":{"image":"example.com/llm-serve:2"}}'
-    )
-    old = cluster["metadata"]["name"]
-    phases: list[str] = []
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        lane.check()
-        obj = _get(lane, LD, namespace, "m")
-        status = obj.get("status") or {}
-        service = _get(lane, RS, namespace, "m").get("status") or {}
-        phases.append(status.get("phase", ""))
-        if status.get("observedGeneration") == 2 and status.get("phase") == "Ready":
-            # Read after the LLMDeployment: KubeRay serves from the new cluster and has no upgrade pending.
-            assert service["activeServiceStatus"]["rayClusterName"] != old, service
-            assert not (service.get("pendingServiceStatus") or {}).get("rayClusterName"), service
-            break
-        assert time.monotonic() < deadline, f"not Ready at generation 2; phases seen {sorted(set(phases))}"
-        time.sleep(0.2)
-    assert "Upgrading" in phases
-    completion = _complete(lane, namespace, "m")
-    assert completion.usage is not None and completion.usage.completion_tokens == 4
+    # A generation that fails (a context longer than the model's: valid to the API and the operator, fatal to
+    # the engine, which Serve then fails to start three times) is rolled back while a
+    # client sends a request every second: the old cluster serves throughout, KubeRay's new cluster reports
+    # DEPLOY_FAILED, the operator re-applies generation 1's spec (KubeRay v1.6 starts one more cluster for it
+    # and switches), and generation 2 is Ready on the last good spec, RolledBack shown.
+    with Client(lane, namespace, "m") as client:
+        lane.cluster.kubectl(
+            "patch", "llmd", "m", "-n", namespace, "--type=merge",
+            "-p", '{"spec":{"engine":{"maxModelLen":65536}}}',
+        )  # fmt: skip
+        old = cluster["metadata"]["name"]
+        phases: list[str] = []
+
+        def rolled_back() -> dict[str, Any] | None:
+            lane.check()
+            obj = _get(lane, LD, namespace, "m")
+            status = obj.get("status") or {}
+            phases.append(status.get("phase", ""))
+            done = status.get("observedGeneration") == 2 and status.get("phase") == "Ready"
+            return obj if done and (status.get("upgrade") or {}).get("rolledBack") else None
+
+        # Two more Ray clusters come up (the failing one, the last good one) while a client keeps an engine busy.
+        obj = wait_for(rolled_back, timeout=2 * READY_TIMEOUT_S, interval=0.5, what="generation 2 rolled back, Ready")
+        assert "Upgrading" in phases
+        status = obj["status"]
+        assert status["lastGood"] == {"generation": 1, "spec": ready["spec"]}
+        assert status["upgrade"]["generation"] == 2
+        rolled = condition(obj, "RolledBack")
+        assert rolled is not None and (rolled["status"], rolled["reason"]) == ("True", "DeployFailed"), rolled
+        assert "generation 2 failed to deploy" in rolled["message"] and "DEPLOY_FAILED" in rolled["message"]
+        assert obj["spec"]["engine"]["maxModelLen"] == 65536, "the user's spec stays as written"
+        service = _get(lane, RS, namespace, "m")
+        assert "max_model_len: 2048" in service["spec"]["serveConfigV2"]
+        assert service["status"]["activeServiceStatus"]["rayClusterName"] != old
+        reasons = [e.reason for e in lane.cluster.core.list_namespaced_event(namespace).items]
+        assert "RolledBack" in reasons
+        # The next generation, the engine setting fixed and a scaling change added, rolls out from the last
+        # good spec: in place (the same Ray cluster, Serve's lightweight update: no replica restarts).
+        lane.cluster.kubectl(
+            "patch", "llmd", "m", "-n", namespace, "--type=merge",
+            "-p", '{"spec":{"engine":{"maxModelLen":2048},"replicas":{"targetOngoingRequests":8}}}',
+        )  # fmt: skip
+        serving = service["status"]["activeServiceStatus"]["rayClusterName"]
+        obj = _wait_ready(lane, namespace, "m", 3)
+        assert obj["status"]["lastGood"]["generation"] == 3 and "upgrade" not in obj["status"]
+        assert _get(lane, RS, namespace, "m")["status"]["activeServiceStatus"]["rayClusterName"] == serving
+        assert condition(obj, "RolledBack") is None
+    assert client.sent >= 30 and client.failures == [], client.failures
 
     # Delete: the RayService goes with its owner (garbage collection), KubeRay removes its clusters and
     # pods, and the lane stops the Ray nodes that stood in for them.

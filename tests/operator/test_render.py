@@ -136,8 +136,9 @@ def test_drain_is_set_consistently_everywhere_a_generation_can_be_cut() -> None:
     manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
     manifest["spec"]["serving"] = {"drainSeconds": 1200}
     rayservice = _render(manifest)[0]["spec"]
-    args = parse_args(yaml.safe_load(rayservice["serveConfigV2"])["applications"][0]["args"])
-    assert args.deployment.graceful_shutdown_timeout_s == 1200
+    application = yaml.safe_load(rayservice["serveConfigV2"])["applications"][0]
+    parse_args(application["args"])
+    assert application["deployments"][0]["graceful_shutdown_timeout_s"] == 1200
     assert rayservice["rayClusterDeletionDelaySeconds"] == 1200
     cluster = rayservice["rayClusterConfig"]
     assert cluster["autoscalerOptions"]["idleTimeoutSeconds"] == 1200

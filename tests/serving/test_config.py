@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_serving.app import build_app, deployment_options
-from llm_serving.config import ConfigError, parse_args
+from llm_serving.config import ConfigError, parse_args, replica_args, serve_options
 
 pytestmark = pytest.mark.serving
 
@@ -81,3 +81,35 @@ def test_tensor_parallel_size_follows_accelerators() -> None:
     assert namespace.tensor_parallel_size == 2
     assert namespace.dtype == "half"
     assert namespace.served_model_name == ["m"]
+
+
+def test_scaling_and_drain_are_not_replica_arguments() -> None:
+    """Serve restarts every replica when `args` change: scaling and drain are options it updates in place."""
+    base = parse_args({**VALID, "engine_kwargs": {"max_model_len": 2048}})
+    scaled = parse_args(
+        {
+            **VALID,
+            "engine_kwargs": {"max_model_len": 2048},
+            "deployment": {
+                "autoscaling": {"min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 8},
+                "max_ongoing_requests": 32,
+                "graceful_shutdown_timeout_s": 30,
+            },
+        }
+    )
+    assert replica_args(scaled) == replica_args(base)
+    assert serve_options(scaled.deployment) == {
+        "autoscaling_config": {
+            "min_replicas": 2,
+            "max_replicas": 4,
+            "target_ongoing_requests": 8,
+            "upscale_delay_s": 30,
+            "downscale_delay_s": 600,
+        },
+        "max_ongoing_requests": 32,
+        "graceful_shutdown_timeout_s": 30,
+    }
+    assert parse_args(replica_args(base)).engine_kwargs == {"max_model_len": 2048}
+    assert replica_args(parse_args({**VALID, "engine_kwargs": {"max_model_len": 1024}})) != replica_args(base)
+    tensor_parallel = parse_args({**VALID, "deployment": {"accelerators_per_replica": 4}})
+    assert replica_args(tensor_parallel)["deployment"]["accelerators_per_replica"] == 4

@@ -10,8 +10,16 @@ import yaml
 from llm_operator import constants as c
 from llm_operator import naming
 from llm_operator.models import LLMDeploymentSpec, PodOverrides
-from llm_operator.render.common import Owner, child
-from llm_serving.config import Autoscaling, Deployment, ModelSource, ServeAppConfig
+from llm_operator.render.common import Owner, child, spec_hash
+from llm_serving.config import (
+    DEPLOYMENT_NAME,
+    Autoscaling,
+    Deployment,
+    ModelSource,
+    ServeAppConfig,
+    replica_args,
+    serve_options,
+)
 
 # libyaml's dumper is five times faster than PyYAML's pure-Python one and writes the same text.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -93,10 +101,17 @@ def serve_app_config(spec: LLMDeploymentSpec) -> ServeAppConfig:
 
 
 def serve_config(spec: LLMDeploymentSpec) -> str:
-    """`serveConfigV2`: one application, our app builder, args from the contract."""
-    args = serve_app_config(spec).model_dump(mode="json", exclude_none=True)
-    config = {"applications": [{"name": c.SERVE_APP_NAME, "import_path": c.SERVE_IMPORT_PATH, "args": args}]}
-    return yaml.dump(config, Dumper=_DUMPER, sort_keys=False)
+    """`serveConfigV2`: one application, our app builder, args from the contract. Scaling, concurrency and
+    drain are the deployment's options, not args: Serve applies a change of them to the running replicas
+    (KubeRay updates Serve in place), where a change of args would restart every replica."""
+    config = serve_app_config(spec)
+    application = {
+        "name": c.SERVE_APP_NAME,
+        "import_path": c.SERVE_IMPORT_PATH,
+        "args": replica_args(config),
+        "deployments": [{"name": DEPLOYMENT_NAME, **serve_options(config.deployment)}],
+    }
+    return yaml.dump({"applications": [application]}, Dumper=_DUMPER, sort_keys=False)
 
 
 def termination_grace(spec: LLMDeploymentSpec) -> int:
@@ -193,14 +208,25 @@ def _worker_group(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: Wor
     if spec.model.cache.claim_name is not None:
         pod["securityContext"] = {"fsGroup": RAY_IMAGE_GID}  # the shared volume writable by the image's user
     _apply_overrides(pod, container, spec.worker)
+    metadata: dict[str, Any] = {"labels": naming.selector_labels(owner.name)}
+    if spec.upgrade_strategy == "NewCluster":
+        metadata["annotations"] = {c.ANNOTATION_ENGINE_HASH: engine_hash(spec)}
     return {
         "groupName": c.WORKER_GROUP,
         "replicas": spec.replicas.min,
         "minReplicas": spec.replicas.min,
         "maxReplicas": spec.replicas.max,
         "rayStartParams": {},
-        "template": {"metadata": {"labels": naming.selector_labels(owner.name)}, "spec": pod},
+        "template": {"metadata": metadata, "spec": pod},
     }
+
+
+def engine_hash(spec: LLMDeploymentSpec) -> str:
+    """What the engine loads (model and engine arguments), hashed. In the workers' pod template it makes a
+    change of it a new Ray cluster under KubeRay's NewCluster strategy, so the version serving now keeps
+    serving until the new one is up (and stays if it fails); scaling and drain settings stay in place."""
+    config = serve_app_config(spec)
+    return spec_hash(config.model_dump(mode="json", include={"model", "engine_kwargs", "lora"}))
 
 
 def render_rayservice(owner: Owner, spec: LLMDeploymentSpec, env: RayEnv, shape: WorkerShape) -> dict[str, Any]:

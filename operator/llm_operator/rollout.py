@@ -1,0 +1,191 @@
+"""Guarded upgrades, pure: the last good generation, and when a newer one is rolled back to it.
+
+The state is the LLMDeployment's own status, so it survives restarts and needs no extra RBAC:
+- `lastGood` {generation, spec}: the newest generation that was Ready (KubeRay acted on it and the model
+  answered), with its spec as the user wrote it (Secrets appear only as references);
+- `upgrade` {generation, startedAt, rolledBack}: a newer generation on its way since `startedAt`, and
+  whether it was rolled back. Rolled back, the last good spec is what reconcile renders and applies while
+  the user's spec stays as written (no fight with GitOps), until the spec changes again.
+
+A generation fails when KubeRay reports its Serve application DEPLOY_FAILED or UNHEALTHY on the cluster
+that runs it, or when it is not Ready within the timeout. Under KubeRay's NewCluster strategy the previous
+version keeps serving meanwhile (the engine hash makes every model or engine change a new cluster), and a
+rollback is one more NewCluster switch: KubeRay v1.6 starts a cluster for the last good spec (it compares
+the goal with the pending cluster only) and switches to it when it is up, so no request fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from llm_operator.constants import ConditionType, Phase, Reason
+from llm_operator.status import Verdict, apps, conditions, is_current
+
+ROLLED_BACK = ConditionType.ROLLED_BACK
+FAILED_STATES = frozenset({"DEPLOY_FAILED", "UNHEALTHY"})
+BASE_TIMEOUT_SECONDS = 900  # a node, the image pulled, the engine started
+SECONDS_PER_GIB = 10  # the weights' download, at about 100 MB/s
+UNKNOWN_MODEL_TIMEOUT_SECONDS = 1800
+
+
+@dataclass(frozen=True)
+class LastGood:
+    generation: int
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    generation: int
+    started_at: str
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The rollout state kept in status (`lastGood`, `upgrade`)."""
+
+    last_good: LastGood | None = None
+    upgrade: Upgrade | None = None
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any]) -> Rollout:
+        good, upgrade = status.get("lastGood"), status.get("upgrade")
+        return cls(
+            LastGood(int(good["generation"]), dict(good["spec"])) if good else None,
+            Upgrade(int(upgrade["generation"]), str(upgrade["startedAt"]), bool(upgrade.get("rolledBack")))
+            if upgrade
+            else None,
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {}
+        if self.last_good is not None:
+            status["lastGood"] = {"generation": self.last_good.generation, "spec": self.last_good.spec}
+        if self.upgrade is not None:
+            status["upgrade"] = {
+                "generation": self.upgrade.generation,
+                "startedAt": self.upgrade.started_at,
+                "rolledBack": self.upgrade.rolled_back,
+            }
+        return status
+
+    def rolled_back(self, generation: int) -> bool:
+        """Whether `generation` was rolled back: the last good spec is applied in its place."""
+        return self.upgrade is not None and self.upgrade.generation == generation and self.upgrade.rolled_back
+
+
+def default_timeout(cache_gib: float | None) -> int:
+    """Seconds a new generation may take to be Ready, from the size of its weights (None: unknown)."""
+    if cache_gib is None:
+        return UNKNOWN_MODEL_TIMEOUT_SECONDS
+    return BASE_TIMEOUT_SECONDS + int(SECONDS_PER_GIB * cache_gib)
+
+
+def deploy_failure(rayservice: dict[str, Any] | None, desired_hash: str | None) -> str | None:
+    """What KubeRay reports failed for this generation's RayService: its Serve application DEPLOY_FAILED or
+    UNHEALTHY on the new cluster (or, with no new cluster, on the one updated in place). None: no failure."""
+    if rayservice is None or not is_current(rayservice, desired_hash):
+        return None
+    status = rayservice.get("status") or {}
+    pending = status.get("pendingServiceStatus") or {}
+    service = pending if pending.get("rayClusterName") else status.get("activeServiceStatus")
+    states, messages = apps(service)
+    failed = sorted(states & FAILED_STATES)
+    if not failed:
+        return None
+    where = f"Ray cluster {pending['rayClusterName']}" if pending.get("rayClusterName") else "Serve (in place)"
+    return "; ".join(filter(None, [f"{where}: {', '.join(failed)}", messages]))
+
+
+def step(
+    rollout: Rollout,
+    *,
+    generation: int,
+    spec: dict[str, Any],
+    ready: bool,
+    failure: str | None,
+    now: str,
+    timeout_s: int,
+    enabled: bool,
+) -> tuple[Rollout, Verdict | None]:
+    """The rollout state after one observation of `generation`; a verdict when it is rolled back now.
+
+    `ready`: this generation is Ready with its own spec. `failure`: what KubeRay reports failed of it.
+    The first generation has nothing to roll back to; a generation rolled back stays so until the spec
+    changes (a new generation)."""
+    if rollout.rolled_back(generation):
+        return rollout, None
+    if ready:
+        return Rollout(LastGood(generation, spec)), None
+    good = rollout.last_good
+    if good is None or good.generation >= generation:
+        return Rollout(good), None
+    upgrade = rollout.upgrade
+    if upgrade is None or upgrade.generation != generation:
+        upgrade = Upgrade(generation, now)
+    if not enabled:
+        return Rollout(good, upgrade), None
+    elapsed = _seconds(now) - _seconds(upgrade.started_at)
+    if failure is not None:
+        verdict = Verdict(True, Reason.DEPLOY_FAILED, f"generation {generation} failed to deploy ({failure})")
+    elif elapsed >= timeout_s:
+        verdict = Verdict(
+            True,
+            Reason.UPGRADE_TIMEOUT,
+            f"generation {generation} was not Ready within {timeout_s}s (spec.upgrade.timeoutSeconds)",
+        )
+    else:
+        return Rollout(good, upgrade), None
+    message = f"{verdict.message}: rolled back to generation {good.generation}'s spec; change the spec to retry"
+    return Rollout(good, replace(upgrade, rolled_back=True)), replace(verdict, message=message)
+
+
+def with_rollout(
+    status: dict[str, Any],
+    rollout: Rollout,
+    decided: Verdict | None,
+    *,
+    generation: int,
+    previous: dict[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """`status` with the rollout state and the RolledBack condition: True while `generation` is rolled back
+    (the reason and message of the decision), False while it rolls out with a last good version to return
+    to, absent otherwise."""
+    status = {**status, **rollout.to_status()}
+    before = next((cond for cond in previous.get("conditions") or [] if cond.get("type") == ROLLED_BACK), None)
+    verdict: Verdict | None = None
+    if rollout.rolled_back(generation):
+        verdict = decided or (
+            Verdict(True, before["reason"], before["message"])
+            if before is not None and before.get("status") == "True"
+            else Verdict(True, Reason.DEPLOY_FAILED, f"generation {generation} rolled back")
+        )
+        if status["phase"] == Phase.READY and rollout.last_good is not None:
+            status["conditions"] = [
+                {**cond, "message": f"{cond['message']} (generation {rollout.last_good.generation}'s spec)"}
+                if cond["type"] == ConditionType.READY
+                else cond
+                for cond in status["conditions"]
+            ]
+    elif rollout.upgrade is not None and rollout.upgrade.generation == generation and rollout.last_good is not None:
+        verdict = Verdict(
+            False,
+            Reason.UPGRADING,
+            f"generation {generation} rolling out since {rollout.upgrade.started_at}; "
+            f"generation {rollout.last_good.generation} is the one to return to",
+        )
+    if verdict is not None:
+        previous_conditions = previous.get("conditions") or []
+        status["conditions"] = [
+            *status["conditions"],
+            *conditions({ROLLED_BACK: verdict}, generation=generation, previous=previous_conditions, now=now),
+        ]
+    return status
+
+
+def _seconds(timestamp: str) -> float:
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").timestamp()

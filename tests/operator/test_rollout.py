@@ -1,0 +1,166 @@
+"""Guarded upgrades, pure: when a generation is rolled back, what status says, and what makes a new cluster."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from llm_operator import constants as c
+from llm_operator.catalog import Catalog
+from llm_operator.desired import rayservice
+from llm_operator.models import parse_spec
+from llm_operator.render.common import Owner
+from llm_operator.rollout import LastGood, Rollout, Upgrade, default_timeout, deploy_failure, step, with_rollout
+from llm_operator.settings import from_env
+from tests.operator.test_status import HASH, sample
+
+GOOD = {"model": {"id": "/models/tiny", "servedName": "tiny"}}
+BAD = {"model": {"id": "/models/missing", "servedName": "tiny"}}
+T0, T1, LATE = "2026-12-06T10:00:00Z", "2026-12-06T10:05:00Z", "2026-12-06T10:20:00Z"
+
+
+def upgrading(state: str, message: str = "") -> dict[str, Any]:
+    """KubeRay's status while a NewCluster upgrade's new cluster reports `state` for our app."""
+    body = copy.deepcopy(sample("upgrading-new-cluster-deploying"))
+    pending = body["status"]["pendingServiceStatus"]
+    pending["applicationStatuses"] = {"llm": {"status": state, "message": message, "serveDeploymentStatuses": {}}}
+    return dict(body)
+
+
+def test_deploy_failure_is_read_from_the_new_cluster_kuberay_acted_on() -> None:
+    body = upgrading("DEPLOY_FAILED", "replica failed to start: no such model")
+    cluster = body["status"]["pendingServiceStatus"]["rayClusterName"]
+    assert deploy_failure(body, HASH) == f"Ray cluster {cluster}: DEPLOY_FAILED; replica failed to start: no such model"
+    assert deploy_failure(upgrading("UNHEALTHY"), HASH) == f"Ray cluster {cluster}: UNHEALTHY"
+    assert deploy_failure(upgrading("DEPLOYING"), HASH) is None
+    assert deploy_failure(body, "0123456789abcdef") is None, "not this generation's render: nothing to judge"
+    assert deploy_failure(None, HASH) is None
+    assert deploy_failure(sample("ready"), HASH) is None
+
+
+def test_first_generation_has_nothing_to_roll_back_to() -> None:
+    after, decided = step(
+        Rollout(), generation=1, spec=GOOD, ready=False, failure="DEPLOY_FAILED", now=T0, timeout_s=60, enabled=True
+    )
+    assert (after, decided) == (Rollout(), None)
+
+
+def test_ready_records_the_last_good_spec_and_ends_the_upgrade() -> None:
+    before = Rollout(LastGood(1, GOOD), Upgrade(2, T0))
+    after, decided = step(before, generation=2, spec=BAD, ready=True, failure=None, now=T1, timeout_s=60, enabled=True)
+    assert (after, decided) == (Rollout(LastGood(2, BAD)), None)
+
+
+def test_a_failed_generation_is_rolled_back_once_and_not_retried() -> None:
+    good = Rollout(LastGood(1, GOOD))
+    started, decided = step(
+        good, generation=2, spec=BAD, ready=False, failure=None, now=T0, timeout_s=900, enabled=True
+    )
+    assert started == Rollout(LastGood(1, GOOD), Upgrade(2, T0)) and decided is None
+
+    failure = "Ray cluster m-x: DEPLOY_FAILED"
+    after, decided = step(
+        started, generation=2, spec=BAD, ready=False, failure=failure, now=T1, timeout_s=900, enabled=True
+    )
+    assert after == Rollout(LastGood(1, GOOD), Upgrade(2, T0, rolled_back=True))
+    assert decided is not None and decided.reason == c.Reason.DEPLOY_FAILED
+    assert "generation 2 failed to deploy (Ray cluster m-x: DEPLOY_FAILED)" in decided.message
+    assert "rolled back to generation 1's spec" in decided.message
+    assert after.rolled_back(2) and not after.rolled_back(3)
+
+    # Rolled back, it stays so (no second decision), even once the last good spec is Ready again.
+    again = step(after, generation=2, spec=BAD, ready=True, failure=None, now=LATE, timeout_s=900, enabled=True)
+    assert again == (after, None)
+    # A new generation (the spec changed) rolls out from the last good one.
+    fresh, _ = step(after, generation=3, spec=GOOD, ready=False, failure=None, now=LATE, timeout_s=900, enabled=True)
+    assert fresh == Rollout(LastGood(1, GOOD), Upgrade(3, LATE))
+
+
+def test_not_ready_within_the_timeout_is_rolled_back() -> None:
+    started = Rollout(LastGood(1, GOOD), Upgrade(2, T0))
+    kept, decided = step(
+        started, generation=2, spec=BAD, ready=False, failure=None, now=T1, timeout_s=900, enabled=True
+    )
+    assert (kept, decided) == (started, None)
+    after, decided = step(
+        started, generation=2, spec=BAD, ready=False, failure=None, now=LATE, timeout_s=900, enabled=True
+    )
+    assert after.rolled_back(2)
+    assert decided is not None and decided.reason == c.Reason.UPGRADE_TIMEOUT
+    assert "not Ready within 900s (spec.upgrade.timeoutSeconds)" in decided.message
+
+
+def test_rollback_disabled_only_tracks_the_upgrade() -> None:
+    started = Rollout(LastGood(1, GOOD), Upgrade(2, T0))
+    after, decided = step(
+        started, generation=2, spec=BAD, ready=False, failure="x", now=LATE, timeout_s=60, enabled=False
+    )
+    assert (after, decided) == (started, None)
+
+
+def test_status_round_trip_and_condition() -> None:
+    rolled = Rollout(LastGood(1, GOOD), Upgrade(2, T0, rolled_back=True))
+    assert Rollout.from_status(rolled.to_status()) == rolled
+    assert rolled.to_status() == {
+        "lastGood": {"generation": 1, "spec": GOOD},
+        "upgrade": {"generation": 2, "startedAt": T0, "rolledBack": True},
+    }
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Serving",
+        "message": "generation 3 serving",
+        "observedGeneration": 2,
+        "lastTransitionTime": T0,
+    }
+    status = {"phase": "Ready", "conditions": [ready]}
+    decided = step(
+        Rollout(LastGood(1, GOOD), Upgrade(2, T0)),
+        generation=2,
+        spec=BAD,
+        ready=False,
+        failure="boom",
+        now=T1,
+        timeout_s=900,
+        enabled=True,
+    )[1]
+    shown = with_rollout(status, rolled, decided, generation=2, previous={}, now=T1)
+    rolled_back = next(cond for cond in shown["conditions"] if cond["type"] == "RolledBack")
+    assert (rolled_back["status"], rolled_back["reason"], rolled_back["observedGeneration"]) == (
+        "True",
+        "DeployFailed",
+        2,
+    )
+    assert "(generation 1's spec)" in shown["conditions"][0]["message"]
+    assert shown["upgrade"]["rolledBack"] is True
+    # A later pass keeps the decision's reason and message.
+    later = with_rollout(status, rolled, None, generation=2, previous=shown, now=LATE)
+    assert next(cond for cond in later["conditions"] if cond["type"] == "RolledBack") == rolled_back
+    # While a generation rolls out: False, naming the one to return to; nothing when there is no upgrade.
+    rolling = with_rollout(status, Rollout(LastGood(1, GOOD), Upgrade(2, T0)), None, generation=2, previous={}, now=T1)
+    assert next(cond for cond in rolling["conditions"] if cond["type"] == "RolledBack")["status"] == "False"
+    steady = with_rollout(status, Rollout(LastGood(2, GOOD)), None, generation=2, previous=shown, now=LATE)
+    assert [cond["type"] for cond in steady["conditions"]] == ["Ready"] and "upgrade" not in steady
+
+
+@pytest.mark.parametrize(("cache_gib", "seconds"), [(None, 1800), (0.5, 905), (16, 1060)])
+def test_default_timeout_grows_with_the_weights(cache_gib: float | None, seconds: int) -> None:
+    assert default_timeout(cache_gib) == seconds
+
+
+def _worker_annotations(spec: dict[str, Any]) -> dict[str, str]:
+    body = rayservice(Owner("m", "ns", "uid"), parse_spec(spec), from_env(), Catalog.default())
+    template = body["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]
+    return dict(template["metadata"].get("annotations") or {})
+
+
+def test_engine_changes_make_a_new_cluster_scaling_does_not() -> None:
+    """KubeRay hashes the Ray cluster spec: the engine hash in the workers' template decides NewCluster."""
+    base = _worker_annotations(GOOD)[c.ANNOTATION_ENGINE_HASH]
+    assert _worker_annotations(BAD)[c.ANNOTATION_ENGINE_HASH] != base
+    assert _worker_annotations({**GOOD, "engine": {"maxModelLen": 1024}})[c.ANNOTATION_ENGINE_HASH] != base
+    assert _worker_annotations({**GOOD, "replicas": {"targetOngoingRequests": 4}})[c.ANNOTATION_ENGINE_HASH] == base
+    assert _worker_annotations({**GOOD, "serving": {"drainSeconds": 30}})[c.ANNOTATION_ENGINE_HASH] == base
+    assert _worker_annotations({**GOOD, "upgradeStrategy": "None"}) == {}
