@@ -9,12 +9,19 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
   two further writes (the dashboard ConfigMap, the phase Event), to tell its own overhead from them;
   watched like the operator runs;
 - burst: 8 threads create N LLMDeployments; apply -> all three children present (p50, p99, total);
-- steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99);
-- status propagation: a RayService status written like KubeRay -> the LLMDeployment's phase is Ready;
-- resync: the operator restarted over all objects (each is new to it: read and compared): writes made
-  (goal: zero);
+- steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99); and its baseline, the
+  same requests made directly at 10/s (create, then the three applies at once): the operator's own share
+  is the difference;
+- status propagation: KubeRay's own controller (watching one namespace of its own) writes each new
+  RayService's first status -> the LLMDeployment's phase follows (Pending -> Deploying);
+- resync: the operator restarted over all objects (each is new to it: read and compared), and its
+  periodic resync while idle (a fresh operator over the status phase's objects, resyncing every
+  `RESYNC_SECONDS`): writes made (goal: zero);
 - paced: a fresh operator given N deployments at a sustained 25/s (no burst backlog): its RSS after;
 - the operator's peak RSS and CPU seconds, the API server's CPU seconds (from /proc).
+
+The operator runs as it is deployed: behind leader election (it holds a Lease) and with its periodic
+resync on.
 
 "Children present" and phase changes are seen through watches (metadata-only for children), so the
 measurement does not poll the API server.
@@ -51,9 +58,9 @@ from llm_dev.binaries import find_binaries
 from llm_dev.controlplane import ControlPlane, official_client
 from llm_dev.processes import terminate
 from llm_operator.catalog import Catalog
+from llm_operator.desired import render_children
 from llm_operator.k8s import Kube
 from llm_operator.models import parse_spec
-from llm_operator.reconcile import render_children
 from llm_operator.render.common import Owner
 from llm_operator.settings import from_env
 from llm_serving.local import free_port
@@ -68,6 +75,7 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SPEC: dict[str, Any] = {"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "engine": {"maxModelLen": 8192}}
 THREADS = 8
 PACED_RATE = 25.0
+RESYNC_SECONDS = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -214,19 +222,26 @@ class Operator:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     liveness: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}/healthz")
+    resync_seconds: int | None = None  # None: the operator's default (10 minutes, beyond a run)
 
     def start(self) -> Operator:
         args = [sys.executable, "-m", "llm_operator.cli", "run", "--kubeconfig", str(self.kubeconfig)]
         args += ["--metrics-port", "0", "--liveness", self.liveness]
+        args += ["--leader-election", "--lease-namespace", self.namespaces[0], "--lease-name", "bench"]
         for namespace in self.namespaces:
             args += ["-n", namespace]
+        env = dict(os.environ)
+        if self.resync_seconds is not None:
+            env["LLMOP_RESYNC_SECONDS"] = str(self.resync_seconds)
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.liveness, timeout=1):
-                    return self
+                    if "leader: holding lease" in self.log.read_text(errors="replace"):
+                        return self
+                    time.sleep(0.2)
             except OSError:
                 assert self.process.poll() is None, self.log.read_text()[-3000:]
                 time.sleep(0.2)
@@ -327,6 +342,31 @@ def baseline(api: client.ApiClient, kube: Kube, namespace: str, n: int, *, every
     return time.monotonic() - started
 
 
+def steady_baseline(api: client.ApiClient, kube: Kube, namespace: str, n: int, *, rate: float) -> list[float]:
+    """The steady phase's requests made directly, one deployment every 1/`rate` s: the user's create, then
+    its three children applied at once (as the operator applies them) and the status write. Latency from
+    the create to the last child applied, per deployment."""
+    custom = client.CustomObjectsApi(api)
+    settings, catalog, spec = from_env(), Catalog.default(), parse_spec(SPEC)
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        name = f"sb{i:05d}"
+        started = time.monotonic()
+        created = custom.create_namespaced_custom_object(*LD[:2], namespace, LD[2], manifest(name, namespace))
+        owner = Owner(name, namespace, created["metadata"]["uid"])
+        kube.apply_all([body for body in render_children(owner, spec, settings, catalog) if body["kind"] in CHILDREN])
+        latencies.append(time.monotonic() - started)
+        kube.patch_status(namespace, name, {"phase": "Pending", "observedGeneration": 1})
+
+    begin = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        for i in range(n):
+            time.sleep(max(0.0, begin + i / rate - time.monotonic()))
+            pool.submit(one, i)
+    return latencies
+
+
 def create_all(api: client.ApiClient, namespace: str, names: list[str], *, rate: float | None) -> dict[str, float]:
     """Create LLMDeployments, 8 threads as fast as possible (rate None) or one at `rate`/s; start times."""
     custom = client.CustomObjectsApi(api)
@@ -347,42 +387,73 @@ def create_all(api: client.ApiClient, namespace: str, names: list[str], *, rate:
     return started
 
 
-def kuberay_ready() -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    ready = {"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints", "message": ""}
-    return {
-        "conditions": [{**ready, "lastTransitionTime": now, "observedGeneration": 1}],
-        "activeServiceStatus": {
-            "applicationStatuses": {"llm": {"status": "RUNNING", "serveDeploymentStatuses": {}}},
-            "rayClusterStatus": {"readyWorkerReplicas": 1, "desiredWorkerReplicas": 1},
-        },
-        "numServeEndpoints": 1,
-        "observedGeneration": 1,
-    }
+class KubeRayStatusWatch:
+    """When KubeRay's first status (its `observedGeneration`) of each RayService in a namespace is seen."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.first: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        group, version, plural = CHILDREN["RayService"]
+        while not self.stop.is_set():
+            try:
+                stream = self.custom.list_namespaced_custom_object(
+                    group, version, self.namespace, plural, watch=True, timeout_seconds=600, _preload_content=False
+                )
+                for line in stream:
+                    now = time.monotonic()
+                    obj = json.loads(line)["object"]
+                    if (obj.get("status") or {}).get("observedGeneration"):
+                        self.first.setdefault(obj["metadata"]["name"], now)
+                    if self.stop.is_set():
+                        return
+            except Exception:
+                time.sleep(0.2)
 
 
 def status_propagation(
-    api: client.ApiClient, watcher: Watcher, namespace: str, names: list[str], rate: float
-) -> list[float]:
-    """Write a KubeRay-like status on each RayService at `rate`/s; latency until the owner's phase is Ready."""
-    custom = client.CustomObjectsApi(api)
-    written: dict[str, float] = {}
-    begin = time.monotonic()
-    for i, name in enumerate(names):
-        time.sleep(max(0.0, begin + i / rate - time.monotonic()))
-        written[name] = time.monotonic()
-        custom.patch_namespaced_custom_object_status(
-            *CHILDREN["RayService"][:2],
-            namespace,
-            CHILDREN["RayService"][2],
-            name,
-            {"status": kuberay_ready()},
-            _content_type="application/merge-patch+json",
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not all((n, "Ready") in watcher.phase_at for n in names):
-        time.sleep(0.05)
-    return [watcher.phase_at[(n, "Ready")] - written[n] for n in names if (n, "Ready") in watcher.phase_at]
+    api: client.ApiClient, plane: ControlPlane, namespace: str, n: int, log: Path
+) -> tuple[list[float], str]:
+    """KubeRay's controller, watching only `namespace`, writes the first status of each new RayService; the
+    latency until the operator's status follows (phase Deploying), seen through watches. Returns the
+    latencies and how many were seen."""
+    binaries = plane.binaries
+    assert binaries is not None and binaries.ray_operator is not None, "KubeRay not built: hack/build-control-plane.sh"
+    kuberay = subprocess.Popen(
+        [
+            str(binaries.ray_operator),
+            f"--kubeconfig={plane.kubeconfig}",
+            f"--watch-namespace={namespace}",
+            "--enable-leader-election=false",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-probe-bind-address=127.0.0.1:0",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    watcher, kuberays = Watcher(api, namespace), KubeRayStatusWatch(api, namespace)
+    names = [f"k{i:05d}" for i in range(n)]
+    try:
+        create_all(api, namespace, names, rate=10)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all((name, "Deploying") in watcher.phase_at for name in names):
+            time.sleep(0.05)
+        delays = [
+            watcher.phase_at[(name, "Deploying")] - kuberays.first[name]
+            for name in names
+            if (name, "Deploying") in watcher.phase_at and name in kuberays.first
+        ]
+        return delays, f"{len(delays)}/{n}"
+    finally:
+        watcher.close()
+        kuberays.stop.set()
+        terminate(kuberay, timeout=20)
 
 
 def make_namespace(api: client.ApiClient, name: str) -> str:
@@ -414,8 +485,9 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
     row: dict[str, Any] = {"n": n, "steady_n": steady_n, **baselines(plane, api, n)}
 
     burst_ns, steady_ns = make_namespace(api, f"burst-{n}"), make_namespace(api, f"steady-{n}")
+    status_ns = make_namespace(api, f"status-{n}")
     log = Path(tempfile.mkdtemp(prefix="operator-scale-")) / f"operator-{n}.log"
-    operator = Operator(plane.kubeconfig, [burst_ns, steady_ns], log).start()
+    operator = Operator(plane.kubeconfig, [burst_ns, steady_ns, status_ns], log).start()
     burst, steady = Watcher(api, burst_ns), Watcher(api, steady_ns)
     try:
         time.sleep(2)  # let kopf's watches settle so start-up is not counted
@@ -437,6 +509,10 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
         row["burst_drain_operator_cpu"] = cpu_seconds(operator.pid) - op_cpu0 - row["burst_operator_cpu"]
         print(json.dumps(row), flush=True)
 
+        direct = steady_baseline(
+            api, Kube.connect(str(plane.kubeconfig)), make_namespace(api, f"steady-base-{n}"), steady_n, rate=10
+        )
+        row["steady_base_p50_ms"], row["steady_base_p99_ms"] = 1000 * pct(direct, 50), 1000 * pct(direct, 99)
         steady_names = [f"s{i:05d}" for i in range(steady_n)]
         started = create_all(api, steady_ns, steady_names, rate=10)
         present = steady.wait_present(steady_names, timeout=max(300, steady_n))
@@ -445,11 +521,8 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
         row["steady_p50_ms"], row["steady_p99_ms"] = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
         wait_idle(operator.pid)
 
-        sample = steady_names[: min(100, steady_n)]
-        delays = status_propagation(api, steady, steady_ns, sample, rate=10)
+        delays, row["status_seen"] = status_propagation(api, plane, status_ns, min(100, steady_n), log)
         row["status_p50_ms"], row["status_p99_ms"] = 1000 * pct(delays, 50), 1000 * pct(delays, 99)
-        row["status_seen"] = f"{len(delays)}/{len(sample)}"
-        time.sleep(3)
         row["operator_rss_mb"] = peak_rss_mb(operator.pid)
         row["operator_rss_now_mb"] = rss_mb(operator.pid)
         row["operator_cpu_s"] = cpu_seconds(operator.pid)
@@ -457,8 +530,24 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
     finally:
         operator.stop()
     row |= resync(plane, [burst_ns, steady_ns], log, [burst, steady], n + steady_n)
+    row["periodic_resync_writes"] = periodic_resync(plane, api, status_ns, log)
     row |= paced(plane, api, n, log)
     return row
+
+
+def periodic_resync(plane: ControlPlane, api: client.ApiClient, namespace: str, log: Path) -> int:
+    """A fresh operator resyncing every `RESYNC_SECONDS` over one namespace's objects, idle through two
+    and a half resyncs after its start: the writes they make (goal: zero)."""
+    watcher = Watcher(api, namespace)
+    operator = Operator(plane.kubeconfig, [namespace], log, resync_seconds=RESYNC_SECONDS).start()
+    try:
+        wait_idle(operator.pid)
+        before = sum(watcher.writes.values())
+        time.sleep(2.5 * RESYNC_SECONDS)
+        return sum(watcher.writes.values()) - before
+    finally:
+        operator.stop()
+        watcher.close()
 
 
 def resync(
@@ -513,6 +602,14 @@ def table(rows: list[dict[str, Any]]) -> str:
         ),
         ("burst p50/p99 ms", lambda r: f"{r['burst_p50_ms']:.0f}/{r['burst_p99_ms']:.0f}"),
         ("steady 10/s p50/p99 ms", lambda r: f"{r['steady_p50_ms']:.0f}/{r['steady_p99_ms']:.0f}"),
+        (
+            "steady direct p50/p99 ms (op's share)",
+            lambda r: (
+                f"{r['steady_base_p50_ms']:.0f}/{r['steady_base_p99_ms']:.0f}"
+                f" (+{r['steady_p50_ms'] - r['steady_base_p50_ms']:.0f}"
+                f"/+{r['steady_p99_ms'] - r['steady_base_p99_ms']:.0f})"
+            ),
+        ),
         ("missing b/s", lambda r: f"{r.get('burst_missing', 0)}/{r.get('steady_missing', 0)}"),
         ("status p50/p99 ms", lambda r: f"{r['status_p50_ms']:.0f}/{r['status_p99_ms']:.0f}"),
         ("burst drain s", lambda r: f"{r['burst_drain_s']:.0f}"),
@@ -528,7 +625,10 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f" ({r['objects']})"
             ),
         ),
-        ("resync writes (op CPU s)", lambda r: f"{r['resync_writes']} ({r['resync_operator_cpu']:.1f})"),
+        (
+            "resync writes: restart (op CPU s), periodic",
+            lambda r: f"{r['resync_writes']} ({r['resync_operator_cpu']:.1f}), {r['periodic_resync_writes']}",
+        ),
         (
             f"op RSS MB, N at {PACED_RATE:.0f}/s: now (peak)",
             lambda r: f"{r['paced_rss_now_mb']:.0f} ({r['paced_rss_peak_mb']:.0f})",
@@ -554,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}"
     )
     with ControlPlane(state, binaries=find_binaries(), with_controller_manager=False) as plane:
+        plane.install_crds()  # all four of KubeRay's: its controller runs in the status phase
         api = official_client(plane.kubeconfig)
         for n in sizes:
             steady_n = args.steady_n or min(n, 300)
