@@ -44,6 +44,7 @@ from llm_operator.status import (
     Observed,
     Verdict,
     compute_status,
+    find_condition,
     pod_problem,
     pods_waiting,
     rayservice_verdict,
@@ -641,7 +642,7 @@ def waits_on_outside(status: Mapping[str, Any]) -> bool:
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
-    return next((cond for cond in status.get("conditions") or [] if cond.get("type") == kind), None)
+    return find_condition(status.get("conditions") or [], kind)
 
 
 def _ready_reason(status: Mapping[str, Any]) -> str | None:

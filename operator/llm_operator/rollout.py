@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from llm_operator.constants import ConditionType, Phase, Reason
-from llm_operator.status import Verdict, apps, conditions, is_current
+from llm_operator.status import Verdict, apps, conditions, find_condition, is_current
 
 ROLLED_BACK = ConditionType.ROLLED_BACK
 FAILED_STATES = frozenset({"DEPLOY_FAILED", "UNHEALTHY"})
@@ -156,7 +156,7 @@ def with_rollout(
     (the reason and message of the decision), False while it rolls out with a last good version to return
     to, absent otherwise."""
     status = {**status, **rollout.to_status()}
-    before = next((cond for cond in previous.get("conditions") or [] if cond.get("type") == ROLLED_BACK), None)
+    before = find_condition(previous.get("conditions") or [], ROLLED_BACK)
     verdict: Verdict | None = None
     if rollout.rolled_back(generation):
         verdict = decided or (

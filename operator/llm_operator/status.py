@@ -42,7 +42,8 @@ class Observed:
     answering: Verdict | None = None  # the Answering probe's verdict for this generation (None: not yet)
 
 
-def _condition(items: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+def find_condition(items: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """The condition of type `kind` in `items`, if any."""
     return next((item for item in items if item.get("type") == kind), None)
 
 
@@ -62,7 +63,7 @@ def is_current(rayservice: dict[str, Any], desired_hash: str | None) -> bool:
 
 def serving_verdict(rayservice: dict[str, Any] | None) -> Verdict:
     """RayServiceReady: KubeRay's own Ready (some serve endpoint is up), whichever version it serves."""
-    ready = _condition(((rayservice or {}).get("status") or {}).get("conditions") or [], "Ready")
+    ready = find_condition(((rayservice or {}).get("status") or {}).get("conditions") or [], "Ready")
     if ready is None:
         return Verdict(False, Reason.RAYSERVICE_PENDING, "KubeRay has reported no Ready condition yet")
     return Verdict(ready.get("status") == "True", ready.get("reason") or "Unknown", ready.get("message") or "")
@@ -88,7 +89,7 @@ def rayservice_verdict(rayservice: dict[str, Any] | None, desired_hash: str | No
         if serving:
             return Phase.UPGRADING, Verdict(False, Reason.UPGRADING, f"{message}; the previous version serves")
         return Phase.DEPLOYING, Verdict(False, Reason.DEPLOYING, message)
-    upgrading = _condition(conditions, "UpgradeInProgress")
+    upgrading = find_condition(conditions, "UpgradeInProgress")
     if upgrading is not None and upgrading.get("status") == "True":
         pending = status.get("pendingServiceStatus") or {}
         states, messages = apps(pending)
@@ -106,7 +107,7 @@ def rayservice_verdict(rayservice: dict[str, Any] | None, desired_hash: str | No
         return Phase.UPGRADING, Verdict(
             False, Reason.UPGRADING, f"Serve updating in place: {', '.join(sorted(states))}"
         )
-    ready = _condition(conditions, "Ready") or {}
+    ready = find_condition(conditions, "Ready") or {}
     return Phase.DEPLOYING, Verdict(False, Reason.DEPLOYING, messages or ready.get("message") or "Ray cluster starting")
 
 
@@ -117,7 +118,7 @@ def pods_waiting(rayservice: dict[str, Any]) -> bool:
         if not service or not service.get("rayClusterName"):
             continue
         cluster = service.get("rayClusterStatus") or {}
-        head = _condition(cluster.get("conditions") or [], "HeadPodReady") or {}
+        head = find_condition(cluster.get("conditions") or [], "HeadPodReady") or {}
         desired = int(cluster.get("desiredWorkerReplicas") or 0)
         if head.get("status") != "True" or int(cluster.get("readyWorkerReplicas") or 0) < desired:
             return True
@@ -168,7 +169,7 @@ def conditions(
     result = []
     for kind, verdict in verdicts.items():
         status = "True" if verdict.status else "False"
-        before = _condition(previous, kind)
+        before = find_condition(previous, kind)
         since = before["lastTransitionTime"] if before and before.get("status") == status else now
         result.append(
             {
