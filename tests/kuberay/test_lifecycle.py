@@ -46,13 +46,17 @@ def _wait_ready(lane: LaneCluster, namespace: str, name: str, generation: int) -
     return wait_for(ready, timeout=READY_TIMEOUT_S, interval=1, what=f"{name} Ready at generation {generation}")
 
 
-def _complete(lane: LaneCluster, namespace: str, name: str) -> openai.types.Completion:
-    """A completion through the RayService's serve Service, as a client in the cluster calls it."""
-    client = openai.OpenAI(
+def _openai(lane: LaneCluster, namespace: str, name: str, *, timeout: float = 60, retries: int = 2) -> openai.OpenAI:
+    """The OpenAI client of a client in the cluster, calling the RayService's serve Service."""
+    return openai.OpenAI(
         base_url=f"http://{name}-serve-svc.{namespace}.svc.cluster.local:8000/v1",
         api_key="unused",
-        http_client=httpx.Client(proxy=lane.lane.proxy_url, timeout=60),
+        max_retries=retries,
+        http_client=httpx.Client(proxy=lane.lane.proxy_url, timeout=timeout),
     )
+
+
+def _complete(client: openai.OpenAI) -> openai.types.Completion:
     return client.completions.create(model="tiny", prompt="Say hello.", max_tokens=4, temperature=0)
 
 
@@ -60,12 +64,7 @@ class Client:
     """A client in the cluster sending one completion a second to a deployment's serve Service, no retries."""
 
     def __init__(self, lane: LaneCluster, namespace: str, name: str) -> None:
-        self.openai = openai.OpenAI(
-            base_url=f"http://{name}-serve-svc.{namespace}.svc.cluster.local:8000/v1",
-            api_key="unused",
-            max_retries=0,
-            http_client=httpx.Client(proxy=lane.lane.proxy_url, timeout=30),
-        )
+        self.openai = _openai(lane, namespace, name, timeout=30, retries=0)
         self.sent = 0
         self.failures: list[str] = []
         self.stop = threading.Event()
@@ -75,7 +74,7 @@ class Client:
         while not self.stop.wait(1.0):
             self.sent += 1
             try:
-                done = self.openai.completions.create(model="tiny", prompt="Say hello.", max_tokens=4, temperature=0)
+                done = _complete(self.openai)
                 if done.usage is None or done.usage.completion_tokens != 4:
                     self.failures.append(f"{time.strftime('%X')}: {done.usage}")
             except openai.OpenAIError as error:
@@ -115,7 +114,7 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
     assert condition(ready, "RayServiceReady")["reason"] == "NonZeroServeEndpoints"
     assert ready["status"]["ready"] == "1/1"
 
-    completion = _complete(lane, namespace, "m")
+    completion = _complete(_openai(lane, namespace, "m"))
     assert completion.usage is not None and completion.usage.completion_tokens == 4
 
     # The monitors select exactly what KubeRay created: the RayService's head Service (not the RayCluster's
