@@ -32,7 +32,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from llm_serving import client
+from llm_serving.client_load import Load, run
+from llm_serving.client_request import RequestSpec, Result
+from llm_serving.client_stats import summarize
 from llm_serving.local import command as local_command
 from llm_serving.local import free_port, stop_server, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
@@ -130,31 +132,23 @@ def wait_until_routed_to_replica(port: int, *, timeout: float) -> None:
         time.sleep(1)
 
 
-async def measure(url: str, concurrency: int, requests: int) -> tuple[list[client.Result], float]:
+async def measure(url: str, concurrency: int, requests: int) -> tuple[list[Result], float]:
     prompts = [f"Benchmark prompt {i}: describe the weather on a distant planet." for i in range(requests)]
-    return await client.run(
-        prompts,
-        base_url=url,
-        concurrency=concurrency,
-        api="openai",
-        model=SERVED_NAME,
-        max_tokens=OUTPUT_TOKENS,
-        temperature=0.0,
-        ignore_eos=True,
-    )
+    spec = RequestSpec(model=SERVED_NAME, max_tokens=OUTPUT_TOKENS, ignore_eos=True)
+    return await run(prompts, base_url=url, spec=spec, load=Load(concurrency=concurrency))
 
 
 @dataclass
 class Pass:
     """One level's requests in one round, and the share of CPU time the host's hypervisor took meanwhile."""
 
-    results: list[client.Result]
+    results: list[Result]
     wall: float
     steal: float
 
     @cached_property
     def summary(self) -> dict[str, Any]:
-        return client.summarize(self.results, self.wall)
+        return summarize(self.results, self.wall)
 
     @property
     def tokens_per_s(self) -> float:
@@ -189,7 +183,7 @@ def pooled(rounds: list[dict[int, Pass]]) -> dict[int, dict[str, Any]]:
     out = {}
     for c in rounds[0]:
         results = [r for one in rounds for r in one[c].results]
-        out[c] = client.summarize(results, sum(one[c].wall for one in rounds))
+        out[c] = summarize(results, sum(one[c].wall for one in rounds))
     return out
 
 
