@@ -98,6 +98,8 @@ class Reason(StrEnum):
     NO_SERIES = "NoSeries"
     PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
     UPGRADE_TIMEOUT = "UpgradeTimeout"
+    REGRESSED = "Regressed"
+    REGRESSION_WINDOW = "RegressionWindow"
 
 
 class Phase(StrEnum):

@@ -12,6 +12,8 @@ from typing import Any
 
 import urllib3
 
+from llm_operator import constants as c
+from llm_operator.regression import Figures
 from llm_operator.render import panels
 
 # status.metrics key -> (query from the dashboard catalogue, factor to the unit the key names)
@@ -54,13 +56,26 @@ def figures(values: Mapping[str, float | None]) -> dict[str, float | None]:
     return out
 
 
-def sample(url: str, deployment: str, namespace: str, *, window: str) -> dict[str, float | None]:
-    """Ask Prometheus at `url` for every figure of one deployment; raise PrometheusError if it cannot answer."""
+def window_queries(deployment: str, namespace: str, seconds: int) -> dict[str, str]:
+    """The PromQL of a regression window's figures (`regression.Figures`) for one deployment."""
+    sel, window = panels.selector(deployment, namespace), f"{seconds}s"
+    app = f'{sel}, application="{c.SERVE_APP_NAME}"'
+    errors = f'sum(rate(ray_serve_num_http_error_requests_total{{{app}, error_code!="499"}}[{window}]))'
+    return {
+        "requests": f"sum(increase(ray_vllm_time_to_first_token_seconds_count{{{sel}}}[{window}]))",
+        "ttft_p90_s": panels.TTFT[1].expr(sel, window),
+        "error_ratio": f"({errors} or vector(0)) / sum(rate(ray_serve_num_http_requests_total{{{app}}}[{window}]))",
+    }
+
+
+def _ask(url: str, exprs: Mapping[str, str], at: float | None = None) -> dict[str, float | None]:
+    """The instant value of each expression (at `at`, a Unix time; now if None); PrometheusError if it cannot."""
     values: dict[str, float | None] = {}
+    fields = {} if at is None else {"time": f"{at:.3f}"}
     http = urllib3.PoolManager(timeout=TIMEOUT_SECONDS, retries=False)
     try:
-        for key, expr in queries(deployment, namespace, window).items():
-            response = http.request("GET", f"{url.rstrip('/')}/api/v1/query", fields={"query": expr})
+        for key, expr in exprs.items():
+            response = http.request("GET", f"{url.rstrip('/')}/api/v1/query", fields={"query": expr, **fields})
             if response.status >= 500 or not response.headers.get("content-type", "").startswith("application/json"):
                 raise PrometheusError(f"{url} answered HTTP {response.status}")
             values[key] = first_value(response.json())
@@ -68,7 +83,19 @@ def sample(url: str, deployment: str, namespace: str, *, window: str) -> dict[st
         raise PrometheusError(f"{url} unreachable: {type(error).__name__}: {error}") from None
     finally:
         http.clear()
-    return figures(values)
+    return values
+
+
+def sample(url: str, deployment: str, namespace: str, *, window: str) -> dict[str, float | None]:
+    """Ask Prometheus at `url` for every figure of one deployment; raise PrometheusError if it cannot answer."""
+    return figures(_ask(url, queries(deployment, namespace, window)))
+
+
+def window_figures(url: str, deployment: str, namespace: str, *, end: float, seconds: int) -> Figures:
+    """One deployment's regression figures over the `seconds` before `end` (Unix time); PrometheusError if
+    Prometheus cannot answer."""
+    values = _ask(url, window_queries(deployment, namespace, seconds), at=end)
+    return Figures(values["requests"], values["ttft_p90_s"], values["error_ratio"])
 
 
 def engine_busy(url: str, deployment: str, namespace: str, *, window: str) -> bool | None:

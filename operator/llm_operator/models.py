@@ -265,8 +265,33 @@ class ServingSpec(SpecModel):
     )
 
 
+class RegressionSpec(SpecModel):
+    """Regression rollback: a new generation answering worse than the last good one is rolled back."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Compare a new generation's TTFT p90 and error share over windowSeconds after it became Ready "
+        "with the last good generation's over the windowSeconds before the upgrade began (from the operator's "
+        "Prometheus, the dashboards' queries), and roll back on a breach.",
+    )
+    window_seconds: int = Field(default=300, ge=30, le=3600, description="Length of both windows.")
+    max_ttft_p90_ratio: float = Field(
+        default=1.5, gt=1, le=100, description="Largest allowed new/last-good ratio of time-to-first-token p90."
+    )
+    max_error_ratio_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Largest allowed increase of the share of requests answered with an HTTP error (0.01: +1%).",
+    )
+    min_requests: int = Field(
+        default=20, ge=1, description="Fewer completions than this in either window is no evidence: no rollback."
+    )
+
+
 class UpgradeSpec(SpecModel):
-    """Guarded upgrades: a new generation that fails to deploy is rolled back to the last one that answered."""
+    """Guarded upgrades: a new generation that fails to deploy, or regresses, is rolled back to the last one that
+    answered."""
 
     rollback: bool = Field(
         default=True,
@@ -280,6 +305,9 @@ class UpgradeSpec(SpecModel):
         le=86400,
         description="Seconds a new generation may take to become Ready (a new Ray cluster, its nodes, the weights' "
         "download, the engine's start); default: 900 plus 10 per GiB of checkpoint (1800 for an unknown model).",
+    )
+    regression: RegressionSpec = Field(
+        default=RegressionSpec(), description="Opt-in rollback of a generation that answers worse (needs Prometheus)."
     )
 
 
@@ -473,6 +501,9 @@ class UpgradeStatus(StatusModel):
 
     generation: int = Field(description="The generation rolling out.")
     started_at: str = Field(description="When the operator first applied it (RFC 3339).")
+    switched_at: str | None = Field(
+        default=None, description="When it became Ready: its regression window starts (RFC 3339)."
+    )
     rolled_back: bool = Field(
         default=False, description="It failed and the last good spec is applied instead, until the spec changes."
     )

@@ -9,6 +9,7 @@ no write. A write the API refuses becomes the `Applied` condition and an Event, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,10 +36,20 @@ from llm_operator.k8s import (
 from llm_operator.memory import Memory
 from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec
+from llm_operator.regression import Bounds, Figures, breaches
 from llm_operator.render.common import Owner
 from llm_operator.render.dashboards import configmap_name
 from llm_operator.render.monitors import monitor_labels
-from llm_operator.rollout import Rollout, default_timeout, deploy_failure, step, with_rollout
+from llm_operator.rollout import (
+    Judgement,
+    Rollout,
+    default_timeout,
+    deploy_failure,
+    regression_window,
+    step,
+    unix,
+    with_rollout,
+)
 from llm_operator.settings import Settings
 from llm_operator.status import (
     Observed,
@@ -56,6 +67,8 @@ from llm_operator.status import (
 PODS_GRACE = 5.0
 # What the API's refusal of a write means for the user; anything else is retried with backoff.
 REFUSALS = {403: Reason.FORBIDDEN, 404: Reason.CRD_NOT_INSTALLED, 422: Reason.INVALID, 400: Reason.INVALID}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ class Context:
     now: Callable[[], str] = lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     clock: Callable[[], float] = time.monotonic
     sample: Callable[..., dict[str, float | None]] = live_metrics.sample
+    window: Callable[..., Figures] = live_metrics.window_figures
 
 
 def _owner(body: Mapping[str, Any]) -> Owner:
@@ -202,7 +216,7 @@ def _reconcile(ctx: Context, body: Mapping[str, Any], memory: Memory, held: Mapp
     )
     failure = deploy_failure(observed_rayservice, desired_hash)
     status, rolling_back = _guard_upgrade(
-        body, spec, rollout, status, failure, plan=capacity.plan, now=now, outcome=outcome
+        ctx, body, spec, rollout, status, failure=failure, plan=capacity.plan, now=now, outcome=outcome
     )
     if refused is not None:
         outcome.waiting = True  # no watch tells us when RBAC, a CRD or the other object changes
@@ -226,12 +240,13 @@ def _applied_spec(
 
 
 def _guard_upgrade(
+    ctx: Context,
     body: Mapping[str, Any],
     spec: LLMDeploymentSpec,
     rollout: Rollout,
     status: dict[str, Any],
-    failure: str | None,
     *,
+    failure: str | None,
     plan: Mapping[str, Any] | None,
     now: str,
     outcome: Outcome,
@@ -239,6 +254,8 @@ def _guard_upgrade(
     """The status with the rollout state after this observation (see `rollout.step`), and whether this
     generation is rolled back now (a Warning event says why)."""
     generation = int(body["metadata"].get("generation", 1))
+    regression = spec.upgrade.regression
+    judged = _judge(ctx, _owner(body), spec, rollout, generation=generation, now=now) if regression.enabled else None
     after, decided = step(
         rollout,
         generation=generation,
@@ -248,13 +265,45 @@ def _guard_upgrade(
         now=now,
         timeout_s=spec.upgrade.timeout_seconds or default_timeout((plan or {}).get("weightCacheGiB")),
         enabled=spec.upgrade.rollback,
+        watch=regression.enabled,
+        judged=judged,
     )
     if decided is not None:
+        logger.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], decided.message)
         outcome.events.append(Event("Warning", c.ConditionType.ROLLED_BACK, decided.message))
+    elif judged is not None and after.last_good is not None and after.last_good.generation == generation:
+        kind = "Normal" if ctx.settings.prometheus_url else "Warning"
+        outcome.events.append(Event(kind, Reason.REGRESSION_WINDOW, f"generation {generation}: {judged.message}"))
     elif after.upgrade is not None and not after.upgrade.rolled_back:
-        outcome.waiting = True  # the upgrade's timeout: no watch event comes when it passes
+        outcome.waiting = True  # the upgrade's timeout or regression window: no watch event comes when it passes
     previous = dict(body.get("status") or {})
     return with_rollout(status, after, decided, generation=generation, previous=previous, now=now), decided is not None
+
+
+def _judge(
+    ctx: Context, owner: Owner, spec: LLMDeploymentSpec, rollout: Rollout, *, generation: int, now: str
+) -> Judgement | None:
+    """The regression guard's verdict once `generation`'s window has ended (None: not yet, or Prometheus could
+    not answer, so a re-check asks again). Without Prometheus there is nothing to compare: it passes, said so."""
+    regression = spec.upgrade.regression
+    url = ctx.settings.prometheus_url
+    window = regression_window(rollout, generation, regression.window_seconds)
+    if window is None:
+        return None
+    if not url:
+        return Judgement(False, "not compared with the last good generation: the operator has no Prometheus URL")
+    if unix(now) < window[1]:
+        return None
+    try:
+        before = ctx.window(url, owner.name, owner.namespace, end=window[0], seconds=regression.window_seconds)
+        after = ctx.window(url, owner.name, owner.namespace, end=window[1], seconds=regression.window_seconds)
+    except live_metrics.PrometheusError as error:
+        logger.warning("%s/%s: regression window not compared: %s", owner.namespace, owner.name, error)
+        return None
+    bounds = Bounds(regression.max_ttft_p90_ratio, regression.max_error_ratio_increase, regression.min_requests)
+    found = breaches(before, after, bounds)
+    figures = f"over {regression.window_seconds}s: {after.describe()}; last good: {before.describe()}"
+    return Judgement(bool(found), "; ".join([*found, figures]) if found else f"within bounds {figures}")
 
 
 def _answering(memory: Memory, spec: LLMDeploymentSpec, generation: int, kuberay: Phase) -> Verdict | None:

@@ -3,21 +3,25 @@
 The state is the LLMDeployment's own status, so it survives restarts and needs no extra RBAC:
 - `lastGood` {generation, spec}: the newest generation that was Ready (KubeRay acted on it and the model
   answered), with its spec as the user wrote it (Secrets appear only as references);
-- `upgrade` {generation, startedAt, rolledBack}: a newer generation on its way since `startedAt`, and
-  whether it was rolled back. Rolled back, the last good spec is what reconcile renders and applies while
-  the user's spec stays as written (no fight with GitOps), until the spec changes again.
+- `upgrade` {generation, startedAt, switchedAt, rolledBack}: a newer generation on its way since
+  `startedAt`, Ready since `switchedAt` while its regression window runs, and whether it was rolled back.
+  Rolled back, the last good spec is what reconcile renders and applies while the user's spec stays as
+  written (no fight with GitOps), until the spec changes again.
 
 A generation fails when KubeRay reports its Serve application DEPLOY_FAILED or UNHEALTHY on the cluster
-that runs it, or when it is not Ready within the timeout. Under KubeRay's NewCluster strategy the previous
-version keeps serving meanwhile (the engine hash makes every model or engine change a new cluster), and a
-rollback is one more NewCluster switch: KubeRay v1.6 starts a cluster for the last good spec (it compares
-the goal with the pending cluster only) and switches to it when it is up, so no request fails.
+that runs it, or when it is not Ready within the timeout. With the regression guard on, a Ready generation
+becomes the last good one only after its window, if its figures stay within bounds (`regression`).
+
+Under KubeRay's NewCluster strategy the previous version keeps serving meanwhile (the engine hash makes
+every model or engine change a new cluster), and a rollback is one more NewCluster switch: KubeRay v1.6
+starts a cluster for the last good spec (it compares the goal with the pending cluster only) and switches
+to it when it is up, so no request fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from llm_operator.constants import ConditionType, Phase, Reason
@@ -41,6 +45,15 @@ class Upgrade:
     generation: int
     started_at: str
     rolled_back: bool = False
+    switched_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The regression guard's verdict on a generation's window: whether it regressed, and the figures."""
+
+    regressed: bool
+    message: str
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,12 @@ class Rollout:
         good, upgrade = status.get("lastGood"), status.get("upgrade")
         return cls(
             LastGood(int(good["generation"]), dict(good["spec"])) if good else None,
-            Upgrade(int(upgrade["generation"]), str(upgrade["startedAt"]), bool(upgrade.get("rolledBack")))
+            Upgrade(
+                int(upgrade["generation"]),
+                str(upgrade["startedAt"]),
+                bool(upgrade.get("rolledBack")),
+                upgrade.get("switchedAt"),
+            )
             if upgrade
             else None,
         )
@@ -70,11 +88,22 @@ class Rollout:
                 "startedAt": self.upgrade.started_at,
                 "rolledBack": self.upgrade.rolled_back,
             }
+            if self.upgrade.switched_at is not None:
+                status["upgrade"]["switchedAt"] = self.upgrade.switched_at
         return status
 
     def rolled_back(self, generation: int) -> bool:
         """Whether `generation` was rolled back: the last good spec is applied in its place."""
         return self.upgrade is not None and self.upgrade.generation == generation and self.upgrade.rolled_back
+
+
+def regression_window(rollout: Rollout, generation: int, seconds: int) -> tuple[float, float] | None:
+    """When the last good generation's window ends (the upgrade's start) and when `generation`'s does (its
+    switch plus `seconds`), as Unix times; None until `generation` has switched."""
+    upgrade = rollout.upgrade
+    if upgrade is None or upgrade.generation != generation or upgrade.switched_at is None or upgrade.rolled_back:
+        return None
+    return unix(upgrade.started_at), unix(upgrade.switched_at) + seconds
 
 
 def default_timeout(cache_gib: float | None) -> int:
@@ -110,25 +139,35 @@ def step(
     now: str,
     timeout_s: int,
     enabled: bool,
+    watch: bool = False,
+    judged: Judgement | None = None,
 ) -> tuple[Rollout, Verdict | None]:
     """The rollout state after one observation of `generation`; a verdict when it is rolled back now.
 
     `ready`: this generation is Ready with its own spec. `failure`: what KubeRay reports failed of it.
+    `watch`: the regression guard is on, so Ready starts a window that `judged` ends (None: not yet).
     The first generation has nothing to roll back to; a generation rolled back stays so until the spec
     changes (a new generation)."""
     if rollout.rolled_back(generation):
         return rollout, None
-    if ready:
-        return Rollout(LastGood(generation, spec)), None
     good = rollout.last_good
     if good is None or good.generation >= generation:
-        return Rollout(good), None
+        return Rollout(LastGood(generation, spec) if ready else good), None
     upgrade = rollout.upgrade
     if upgrade is None or upgrade.generation != generation:
         upgrade = Upgrade(generation, now)
+    if ready:
+        if not (watch and enabled) or (judged is not None and not judged.regressed):
+            return Rollout(LastGood(generation, spec)), None
+        upgrade = upgrade if upgrade.switched_at else replace(upgrade, switched_at=now)
+        if judged is None:
+            return Rollout(good, upgrade), None
+        verdict = Verdict(True, Reason.REGRESSED, f"generation {generation} regressed ({judged.message})")
+        message = f"{verdict.message}: rolled back to generation {good.generation}'s spec; change the spec to retry"
+        return Rollout(good, replace(upgrade, rolled_back=True)), replace(verdict, message=message)
     if not enabled:
         return Rollout(good, upgrade), None
-    elapsed = _seconds(now) - _seconds(upgrade.started_at)
+    elapsed = unix(now) - unix(upgrade.started_at)
     if failure is not None:
         verdict = Verdict(True, Reason.DEPLOY_FAILED, f"generation {generation} failed to deploy ({failure})")
     elif elapsed >= timeout_s:
@@ -172,12 +211,19 @@ def with_rollout(
                 for cond in status["conditions"]
             ]
     elif rollout.upgrade is not None and rollout.upgrade.generation == generation and rollout.last_good is not None:
-        verdict = Verdict(
-            False,
-            Reason.UPGRADING,
-            f"generation {generation} rolling out since {rollout.upgrade.started_at}; "
-            f"generation {rollout.last_good.generation} is the one to return to",
-        )
+        good, upgrade = rollout.last_good.generation, rollout.upgrade
+        if upgrade.switched_at:
+            message = (
+                f"generation {generation} Ready since {upgrade.switched_at}, in its regression window; "
+                f"generation {good} is the one to return to"
+            )
+            verdict = Verdict(False, Reason.REGRESSION_WINDOW, message)
+        else:
+            message = (
+                f"generation {generation} rolling out since {upgrade.started_at}; "
+                f"generation {good} is the one to return to"
+            )
+            verdict = Verdict(False, Reason.UPGRADING, message)
     if verdict is not None:
         previous_conditions = previous.get("conditions") or []
         status["conditions"] = [
@@ -187,5 +233,6 @@ def with_rollout(
     return status
 
 
-def _seconds(timestamp: str) -> float:
-    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").timestamp()
+def unix(timestamp: str) -> float:
+    """An RFC 3339 UTC timestamp of status as a Unix time."""
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

@@ -1,8 +1,8 @@
 """The KubeRay lane for these tests: a control plane of their own with kube-scheduler, KWOK nodes shaped like
-the catalog, KubeRay's real controller and a local Ray node per Running Ray pod (`llm_dev.lane`), and one
-operator that reaches the cluster network through the lane's proxy. No test here writes a RayService
-status: KubeRay does, and every test fails if KubeRay is not running. Each test runs its own operator,
-watching only the test's namespace."""
+the catalog, KubeRay's real controller, a local Ray node per Running Ray pod (`llm_dev.lane`), a real
+Prometheus scraping what the monitors select, and one operator that reaches the cluster network through the
+lane's proxy. No test here writes a RayService status: KubeRay does, and every test fails if KubeRay is not
+running. Each test runs its own operator, watching only the test's namespace."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ from llm_dev.controlplane import ControlPlane
 from llm_dev.lane import Lane
 from llm_dev.weights import TINY_MODEL_ID
 from tests.conftest import OperatorProcess
-from tests.kubeutil import Cluster, llmd
+from tests.kubeutil import Cluster, llmd, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.serving]
 
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
 RS = ("ray.io", "v1", "rayservices")
 RC = ("ray.io", "v1", "rayclusters")
+READY_TIMEOUT_S = 480
 
 
 @dataclass
@@ -42,7 +43,10 @@ class LaneCluster:
 @pytest.fixture(scope="package")
 def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaneCluster]:
     state = tmp_path_factory.mktemp("lane")
-    with ControlPlane(state / "cluster", binaries=find_binaries()) as plane, Lane(plane, state / "lane") as running:
+    with (
+        ControlPlane(state / "cluster", binaries=find_binaries()) as plane,
+        Lane(plane, state / "lane", with_prometheus=True) as running,
+    ):
         assert plane.binaries
         yield LaneCluster(Cluster(plane.kubeconfig, plane, str(plane.binaries.kubectl)), running)
 
@@ -59,6 +63,22 @@ def tiny(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     engine = {"maxModelLen": 2048, "dtype": "float32", "extraArgs": {"enforce_eager": True}}
     body = {"model": {"id": TINY_MODEL_ID, "servedName": "tiny"}, "engine": engine, "replicas": {"min": 1, "max": 1}}
     return llmd(name, namespace, **{**body, **spec})
+
+
+def get(lane: LaneCluster, gvr: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any]:
+    return lane.cluster.get(*gvr, namespace, name) or {}
+
+
+def wait_ready(lane: LaneCluster, namespace: str, name: str, generation: int) -> dict[str, Any]:
+    """The LLMDeployment once Ready at `generation`."""
+
+    def ready() -> dict[str, Any] | None:
+        lane.check()
+        obj = get(lane, LD, namespace, name)
+        status = obj.get("status") or {}
+        return obj if status.get("phase") == "Ready" and status.get("observedGeneration") == generation else None
+
+    return wait_for(ready, timeout=READY_TIMEOUT_S, interval=1, what=f"{name} Ready at generation {generation}")
 
 
 def lane_log(lane: LaneCluster, name: str) -> str:

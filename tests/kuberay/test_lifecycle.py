@@ -9,23 +9,13 @@ minute to come up on two cores).
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
-
-import httpx
-import openai
 
 from llm_dev.prometheus import selects
 from tests.conftest import OperatorProcess
-from tests.kuberay.conftest import LD, RC, RS, LaneCluster, tiny
+from tests.kuberay.conftest import LD, RC, READY_TIMEOUT_S, RS, LaneCluster, get, tiny, wait_ready
+from tests.kuberay.traffic import Client, complete, openai_client
 from tests.kubeutil import condition, wait_for
-
-READY_TIMEOUT_S = 480
-
-
-def _get(lane: LaneCluster, gvr: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any]:
-    return lane.cluster.get(*gvr, namespace, name) or {}
 
 
 def _clusters(lane: LaneCluster, namespace: str) -> list[dict[str, Any]]:
@@ -34,59 +24,6 @@ def _clusters(lane: LaneCluster, namespace: str) -> list[dict[str, Any]]:
 
 def _status_managers(obj: dict[str, Any]) -> set[str]:
     return {f["manager"] for f in obj["metadata"].get("managedFields") or [] if f.get("subresource") == "status"}
-
-
-def _wait_ready(lane: LaneCluster, namespace: str, name: str, generation: int) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        lane.check()
-        obj = _get(lane, LD, namespace, name)
-        status = obj.get("status") or {}
-        return obj if status.get("phase") == "Ready" and status.get("observedGeneration") == generation else None
-
-    return wait_for(ready, timeout=READY_TIMEOUT_S, interval=1, what=f"{name} Ready at generation {generation}")
-
-
-def _openai(lane: LaneCluster, namespace: str, name: str, *, timeout: float = 60, retries: int = 2) -> openai.OpenAI:
-    """The OpenAI client of a client in the cluster, calling the RayService's serve Service."""
-    return openai.OpenAI(
-        base_url=f"http://{name}-serve-svc.{namespace}.svc.cluster.local:8000/v1",
-        api_key="unused",
-        max_retries=retries,
-        http_client=httpx.Client(proxy=lane.lane.proxy_url, timeout=timeout),
-    )
-
-
-def _complete(client: openai.OpenAI) -> openai.types.Completion:
-    return client.completions.create(model="tiny", prompt="Say hello.", max_tokens=4, temperature=0)
-
-
-class Client:
-    """A client in the cluster sending one completion a second to a deployment's serve Service, no retries."""
-
-    def __init__(self, lane: LaneCluster, namespace: str, name: str) -> None:
-        self.openai = _openai(lane, namespace, name, timeout=30, retries=0)
-        self.sent = 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(1.0):
-            self.sent += 1
-            try:
-                done = _complete(self.openai)
-                if done.usage is None or done.usage.completion_tokens != 4:
-                    self.failures.append(f"{time.strftime('%X')}: {done.usage}")
-            except openai.OpenAIError as error:
-                self.failures.append(f"{time.strftime('%X')}: {type(error).__name__}: {error}")
-
-    def __enter__(self) -> Client:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=40)
 
 
 def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, operator: OperatorProcess) -> None:
@@ -106,26 +43,26 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
     nodes = wait_for(placed, timeout=60, what="the head and the worker scheduled")
     assert nodes["head"] == "cpu-m5-4xlarge" and nodes["worker"] in ("gpu-g5-12xlarge", "gpu-g5-2xlarge-mng"), nodes
 
-    ready = _wait_ready(lane, namespace, "m", 1)
-    rayservice = _get(lane, RS, namespace, "m")
+    ready = wait_ready(lane, namespace, "m", 1)
+    rayservice = get(lane, RS, namespace, "m")
     assert rayservice["status"]["observedGeneration"] == rayservice["metadata"]["generation"]
     assert _status_managers(rayservice) == {"kuberay-operator"}, rayservice["metadata"]["managedFields"]
     assert condition(ready, "Ready")["observedGeneration"] == 1
     assert condition(ready, "RayServiceReady")["reason"] == "NonZeroServeEndpoints"
     assert ready["status"]["ready"] == "1/1"
 
-    completion = _complete(_openai(lane, namespace, "m"))
+    completion = complete(openai_client(lane, namespace, "m"))
     assert completion.usage is not None and completion.usage.completion_tokens == 4
 
     # The monitors select exactly what KubeRay created: the RayService's head Service (not the RayCluster's
     # own), and the worker pods.
     services = lane.cluster.core.list_namespaced_service(namespace).items
-    monitor = _get(lane, ("monitoring.coreos.com", "v1", "servicemonitors"), namespace, "m")
+    monitor = get(lane, ("monitoring.coreos.com", "v1", "servicemonitors"), namespace, "m")
     assert [s.metadata.name for s in services if selects(monitor["spec"]["selector"], s.metadata.labels or {})] == [
         "m-head-svc"
     ]
     assert f"{cluster['metadata']['name']}-head-svc" in {s.metadata.name for s in services}
-    podmonitor = _get(lane, ("monitoring.coreos.com", "v1", "podmonitors"), namespace, "m")
+    podmonitor = get(lane, ("monitoring.coreos.com", "v1", "podmonitors"), namespace, "m")
     all_pods = lane.cluster.core.list_namespaced_pod(namespace).items
     chosen = {p.metadata.name for p in all_pods if selects(podmonitor["spec"]["selector"], p.metadata.labels or {})}
     workers = {p.metadata.name for p in all_pods if (p.metadata.labels or {}).get("ray.io/node-type") == "worker"}
@@ -146,7 +83,7 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
 
         def rolled_back() -> dict[str, Any] | None:
             lane.check()
-            obj = _get(lane, LD, namespace, "m")
+            obj = get(lane, LD, namespace, "m")
             status = obj.get("status") or {}
             phases.append(status.get("phase", ""))
             done = status.get("observedGeneration") == 2 and status.get("phase") == "Ready"
@@ -162,7 +99,7 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
         assert rolled is not None and (rolled["status"], rolled["reason"]) == ("True", "DeployFailed"), rolled
         assert "generation 2 failed to deploy" in rolled["message"] and "DEPLOY_FAILED" in rolled["message"]
         assert obj["spec"]["engine"]["maxModelLen"] == 65536, "the user's spec stays as written"
-        service = _get(lane, RS, namespace, "m")
+        service = get(lane, RS, namespace, "m")
         assert "max_model_len: 2048" in service["spec"]["serveConfigV2"]
         assert service["status"]["activeServiceStatus"]["rayClusterName"] != old
         reasons = [e.reason for e in lane.cluster.core.list_namespaced_event(namespace).items]
@@ -174,16 +111,16 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
             "-p", '{"spec":{"engine":{"maxModelLen":2048},"replicas":{"targetOngoingRequests":8}}}',
         )  # fmt: skip
         serving = service["status"]["activeServiceStatus"]["rayClusterName"]
-        obj = _wait_ready(lane, namespace, "m", 3)
+        obj = wait_ready(lane, namespace, "m", 3)
         assert obj["status"]["lastGood"]["generation"] == 3 and "upgrade" not in obj["status"]
-        assert _get(lane, RS, namespace, "m")["status"]["activeServiceStatus"]["rayClusterName"] == serving
+        assert get(lane, RS, namespace, "m")["status"]["activeServiceStatus"]["rayClusterName"] == serving
         assert condition(obj, "RolledBack") is None
     assert client.sent >= 30 and client.failures == [], client.failures
 
     # Delete: the RayService goes with its owner (garbage collection), KubeRay removes its clusters and
     # pods, and the lane stops the Ray nodes that stood in for them.
     lane.cluster.kubectl("delete", "llmd", "m", "-n", namespace)
-    wait_for(lambda: not _get(lane, RS, namespace, "m"), timeout=60, what="RayService collected")
+    wait_for(lambda: not get(lane, RS, namespace, "m"), timeout=60, what="RayService collected")
     wait_for(lambda: not _clusters(lane, namespace), timeout=120, what="RayClusters deleted by KubeRay")
     wait_for(lambda: not lane.cluster.core.list_namespaced_pod(namespace).items, timeout=120, what="Ray pods deleted")
     wait_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import pytest
@@ -11,8 +12,20 @@ from llm_operator import constants as c
 from llm_operator.catalog import Catalog
 from llm_operator.desired import rayservice
 from llm_operator.models import parse_spec
+from llm_operator.regression import Bounds, Figures, breaches
 from llm_operator.render.common import Owner
-from llm_operator.rollout import LastGood, Rollout, Upgrade, default_timeout, deploy_failure, step, with_rollout
+from llm_operator.rollout import (
+    Judgement,
+    LastGood,
+    Rollout,
+    Upgrade,
+    default_timeout,
+    deploy_failure,
+    regression_window,
+    step,
+    unix,
+    with_rollout,
+)
 from llm_operator.settings import from_env
 from tests.operator.test_status import HASH, sample
 
@@ -164,3 +177,60 @@ def test_engine_changes_make_a_new_cluster_scaling_does_not() -> None:
     assert _worker_annotations({**GOOD, "replicas": {"targetOngoingRequests": 4}})[c.ANNOTATION_ENGINE_HASH] == base
     assert _worker_annotations({**GOOD, "serving": {"drainSeconds": 30}})[c.ANNOTATION_ENGINE_HASH] == base
     assert _worker_annotations({**GOOD, "upgradeStrategy": "None"}) == {}
+
+
+def test_with_the_regression_guard_a_ready_generation_is_watched_then_judged() -> None:
+    before = Rollout(LastGood(1, GOOD), Upgrade(2, T0))
+    watched = functools.partial(step, generation=2, spec=BAD, failure=None, timeout_s=60, enabled=True, watch=True)
+    switched, decided = watched(before, ready=True, now=T1)
+    assert (switched, decided) == (Rollout(LastGood(1, GOOD), Upgrade(2, T0, switched_at=T1)), None)
+    assert regression_window(switched, 2, 300) == (unix(T0), unix(T1) + 300)
+    assert regression_window(switched, 3, 300) is None and regression_window(before, 2, 300) is None
+    # Still in the window: past the upgrade's timeout means nothing once it is Ready.
+    assert watched(switched, ready=True, now=LATE) == (switched, None)
+
+    passed, decided = watched(switched, ready=True, now=LATE, judged=Judgement(False, "within bounds"))
+    assert (passed, decided) == (Rollout(LastGood(2, BAD)), None)
+
+    regressed, decided = watched(switched, ready=True, now=LATE, judged=Judgement(True, "TTFT p90 3.0x"))
+    assert regressed == Rollout(LastGood(1, GOOD), Upgrade(2, T0, rolled_back=True, switched_at=T1))
+    assert decided is not None and decided.reason == c.Reason.REGRESSED
+    assert decided.message == (
+        "generation 2 regressed (TTFT p90 3.0x): rolled back to generation 1's spec; change the spec to retry"
+    )
+    assert watched(regressed, ready=True, now=LATE) == (regressed, None), "rolled back until the spec changes"
+    assert Rollout.from_status(regressed.to_status()) == regressed
+
+
+def test_without_the_guard_or_rollback_a_ready_generation_is_good_at_once() -> None:
+    before = Rollout(LastGood(1, GOOD), Upgrade(2, T0))
+    for watch, enabled in ((False, True), (True, False)):
+        after, _ = step(
+            before, generation=2, spec=BAD, ready=True, failure=None, now=T1, timeout_s=60, enabled=enabled, watch=watch
+        )
+        assert after == Rollout(LastGood(2, BAD))
+
+
+BOUNDS = Bounds(max_ttft_p90_ratio=1.5, max_error_ratio_increase=0.01, min_requests=20)
+
+
+@pytest.mark.parametrize(
+    ("new", "found"),
+    [
+        (Figures(100, 0.11, 0.0), []),
+        (Figures(100, 0.31, 0.0), ["TTFT p90 3.1x the last good one's (bound 1.5x)"]),
+        (Figures(100, 0.1, 0.05), ["errors +5.0% of requests (bound +1.0%)"]),
+        (Figures(100, 0.1, None), []),
+        (Figures(100, None, 0.0), []),
+        (Figures(5, 9.0, 1.0), []),  # too few requests to tell
+    ],
+)
+def test_regression_breaches(new: Figures, found: list[str]) -> None:
+    assert breaches(Figures(100, 0.1, 0.0), new, BOUNDS) == found
+
+
+def test_no_baseline_traffic_is_no_evidence() -> None:
+    assert breaches(Figures(None, None, None), Figures(100, 5.0, 0.5), BOUNDS) == []
+    assert breaches(Figures(100, 0.1, None), Figures(100, 0.1, 0.02), BOUNDS) == [
+        "errors +2.0% of requests (bound +1.0%)"
+    ]
