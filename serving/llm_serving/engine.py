@@ -9,9 +9,10 @@ logger, so the engine's metrics leave through Ray's metrics port as `ray_vllm_*`
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llm_serving.config import ConfigError, ServeAppConfig
 
@@ -40,24 +41,61 @@ def adopt_hf_token() -> bool:
 
 
 def _serve_parser() -> argparse.ArgumentParser:
+    """`vllm serve`'s argument parser, raising `argparse.ArgumentError` where it would print usage and exit."""
     from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    parser: argparse.ArgumentParser = make_arg_parser(FlexibleArgumentParser())  # type: ignore[no-untyped-call]
+    class Parser(FlexibleArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise argparse.ArgumentError(None, message)
+
+    parser: argparse.ArgumentParser = make_arg_parser(Parser(exit_on_error=False))  # type: ignore[no-untyped-call]
     return parser
 
 
+def _command_line(action: argparse.Action, value: Any) -> list[str]:
+    """`value` of one argument as `vllm serve`'s command line spells it, for its parser to type-check.
+
+    `None` keeps vLLM's default; a boolean is a flag (`--x` / `--no-x`); a list gives a list argument its
+    items; anything else is one `--x=value` (dicts and lists as JSON), converted by the argument's own `type`.
+    """
+    option = action.option_strings[0]
+    if value is None:
+        return []
+    if action.nargs in (0, "?") and isinstance(value, bool):
+        negative = f"--no-{option.removeprefix('--')}"
+        return [option] if value else [negative] if negative in action.option_strings else []
+    if action.nargs == 0:
+        raise argparse.ArgumentError(action, f"expected true or false, got {value!r}")
+    if action.nargs in ("+", "*") and isinstance(value, list | tuple):
+        return [option, *map(_text, value)]
+    return [f"{option}={_text(value)}"]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def vllm_args(config: ServeAppConfig) -> argparse.Namespace:
-    """The `vllm serve` arguments for `config`; unknown `engine_kwargs` raise `ConfigError`."""
-    namespace = _serve_parser().parse_args(["--model", config.model.id, "--served-model-name", config.model.name])
-    unknown = sorted(key for key in config.engine_kwargs if not hasattr(namespace, key))
-    if unknown:
-        raise ConfigError(
-            "; ".join(f"args.engine_kwargs.{key}: not a vLLM engine or server argument" for key in unknown)
-        )
-    for key, value in config.engine_kwargs.items():
-        setattr(namespace, key, value)
-    if "tensor_parallel_size" not in config.engine_kwargs:
+    """The `vllm serve` arguments for `config`, each of `engine_kwargs` parsed by vLLM's own parser as if
+    given on its command line: a name or value it refuses raises `ConfigError` naming the argument
+    (`args.engine_kwargs.max_num_seqs: invalid int value: 'many'`)."""
+    parser = _serve_parser()
+    namespace = parser.parse_args(["--model", config.model.id, "--served-model-name", config.model.name])
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    errors = []
+    for key in sorted(config.engine_kwargs):
+        action = actions.get(key)
+        if action is None or not hasattr(namespace, key):
+            errors.append(f"args.engine_kwargs.{key}: not a vLLM engine or server argument")
+            continue
+        try:
+            parser.parse_args(_command_line(action, config.engine_kwargs[key]), namespace)
+        except argparse.ArgumentError as error:
+            errors.append(f"args.engine_kwargs.{key}: {' '.join(error.message.split())}")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    if config.engine_kwargs.get("tensor_parallel_size") is None:
         namespace.tensor_parallel_size = config.deployment.accelerators_per_replica
     if config.lora is not None:
         _apply_lora(namespace, config)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -58,6 +59,23 @@ def test_check_lists_every_error_with_its_field_path() -> None:
     assert result.returncode == 1
     for field in ("spec.engine.tensorParallelSize", "spec.accelerator.type", "spec.engine.extraArgs.maxModelLen"):
         assert field in result.stdout
+
+
+def test_check_names_a_mistyped_engine_field_but_leaves_extra_args_to_vllm() -> None:
+    """The operator never imports vLLM: typed engine fields are checked here, `extraArgs` only at deploy."""
+    manifest: dict[str, Any] = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "typed"},
+        "spec": {"model": {"id": "a/b"}, "engine": {"maxNumSeqs": "many"}},
+    }
+    result = run("check", "-f", "-", input=yaml.safe_dump(manifest))
+    assert result.returncode == 1
+    assert "spec.engine.maxNumSeqs: Input should be a valid integer" in result.stdout
+    manifest["spec"]["engine"] = {"maxNumSeqs": 8, "extraArgs": {"max_num_batched_tokens": "lots"}}
+    result = run("check", "-f", "-", input=yaml.safe_dump(manifest))
+    assert result.returncode == 0, result.stdout
+    assert "spec.engine.extraArgs (max_num_batched_tokens): not checked here" in result.stdout
 
 
 def test_check_blocks_a_model_that_does_not_fit() -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, get_args
+
 import pytest
+import yaml
 
 from llm_serving.app import build_app, deployment_options
 from llm_serving.config import ConfigError, parse_args, replica_args, serve_options
+from llm_serving.local import CPU_ENGINE_KWARGS
 
 pytestmark = pytest.mark.serving
 
 VALID = {"model": {"id": "org/model", "served_name": "m"}}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_valid_args_get_defaults() -> None:
@@ -43,6 +49,75 @@ def test_invalid_args_name_the_field(args: dict[str, object], path: str) -> None
 def test_build_app_rejects_unknown_engine_argument() -> None:
     with pytest.raises(ConfigError, match=r"args\.engine_kwargs\.max_modle_len: not a vLLM"):
         build_app({**VALID, "engine_kwargs": {"max_modle_len": 10}})
+
+
+@pytest.mark.parametrize(
+    ("engine_kwargs", "message"),
+    [
+        ({"max_num_seqs": "many"}, "args.engine_kwargs.max_num_seqs: invalid int value: 'many'"),
+        ({"max_num_seqs": 8.5}, "args.engine_kwargs.max_num_seqs: invalid int value: '8.5'"),
+        ({"gpu_memory_utilization": "most"}, "args.engine_kwargs.gpu_memory_utilization: invalid float value: 'most'"),
+        ({"enforce_eager": "yes"}, "args.engine_kwargs.enforce_eager: expected true or false, got 'yes'"),
+        ({"dtype": "float64"}, "args.engine_kwargs.dtype: invalid choice: 'float64'"),
+        ({"max_num_batched_tokens": "lots"}, "args.engine_kwargs.max_num_batched_tokens: invalid human_readable_int"),
+        ({"cudagraph_capture_sizes": [1, "x"]}, "args.engine_kwargs.cudagraph_capture_sizes: invalid int value: 'x'"),
+        ({"compilation_config": {"no_such_field": 1}}, "args.engine_kwargs.compilation_config: 1 validation error"),
+    ],
+)
+def test_build_app_type_checks_engine_arguments_with_vllms_parser(engine_kwargs: dict[str, Any], message: str) -> None:
+    """A value `vllm serve` would refuse fails the deploy, naming the argument, not a replica later."""
+    with pytest.raises(ConfigError) as error:
+        build_app({**VALID, "engine_kwargs": engine_kwargs})
+    assert message in str(error.value)
+
+
+def test_every_bad_engine_argument_is_named() -> None:
+    with pytest.raises(ConfigError) as error:
+        build_app({**VALID, "engine_kwargs": {"max_num_seqs": "many", "max_modle_len": 10, "dtype": "half"}})
+    assert str(error.value) == (
+        "args.engine_kwargs.max_modle_len: not a vLLM engine or server argument; "
+        "args.engine_kwargs.max_num_seqs: invalid int value: 'many'"
+    )
+
+
+def test_engine_arguments_take_what_vllm_serve_takes() -> None:
+    """Strings are converted as on the command line; booleans, None, lists and JSON dicts keep working."""
+    from llm_serving.engine import vllm_args
+
+    engine_kwargs = {
+        **CPU_ENGINE_KWARGS,
+        "max_num_seqs": "8",
+        "max_model_len": "32k",
+        "enable_prefix_caching": False,
+        "max_num_batched_tokens": None,
+        "cudagraph_capture_sizes": [1, 2, 4],
+        "hf_overrides": {"rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+        "compilation_config": {"cudagraph_capture_sizes": [1, 2]},
+    }
+    namespace = vllm_args(parse_args({**VALID, "engine_kwargs": engine_kwargs}))
+    assert (namespace.enforce_eager, namespace.dtype) == (True, "float32")
+    assert (namespace.max_num_seqs, namespace.max_model_len) == (8, 32000)
+    assert namespace.enable_prefix_caching is False
+    assert namespace.max_num_batched_tokens is None
+    assert namespace.cudagraph_capture_sizes == [1, 2, 4]
+    assert namespace.hf_overrides == {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}
+    assert namespace.compilation_config.cudagraph_capture_sizes == [1, 2]
+
+
+def test_engine_arguments_the_operator_renders_are_accepted() -> None:
+    """Every example LLMDeployment, and every dtype and quantization its schema allows, renders engine
+    arguments vLLM's parser accepts (the operator cannot import vLLM to check them itself)."""
+    from llm_operator.models import EngineSpec, parse_spec
+    from llm_operator.render.rayservice import serve_app_config
+    from llm_serving.engine import vllm_args
+
+    specs = [yaml.safe_load(path.read_text())["spec"] for path in sorted(EXAMPLES.glob("*.yaml"))]
+    dtypes = get_args(EngineSpec.model_fields["dtype"].annotation)
+    quantizations = get_args(get_args(EngineSpec.model_fields["quantization"].annotation)[0])
+    specs += [{"model": {"id": "org/model"}, "engine": {"dtype": dtype}} for dtype in dtypes]
+    specs += [{"model": {"id": "org/model"}, "engine": {"quantization": method}} for method in quantizations]
+    for spec in specs:
+        vllm_args(serve_app_config(parse_spec(spec)))
 
 
 def test_build_app_rejects_remote_lora_folder() -> None:
