@@ -38,6 +38,10 @@ CPU_ENV = {
 INGRESS_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # THROUGHPUT_OPTIMIZED also defaults this to 0: Serve's replica and controller logs (and a replica's
+    # print/stdout/stderr) then go only to Serve's files under logs/serve/, never to the process's stderr.
+    # Logging only; the other throughput settings stay.
+    "RAY_SERVE_LOG_TO_STDERR": "1",
     # One HAProxy thread forwards a node's token chunks at a few percent of a core. Ray's default of 4
     # threads, on CPUs the engine keeps busy, gave 3-18% fewer tokens/s at 32 streams (bench/RESULTS.md).
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",
