@@ -131,34 +131,92 @@ def test_prompt_longer_than_context_is_400(openai_client: Any) -> None:
     assert "context length" in error.value.body["message"]
 
 
+# The data-on-eks blueprint client's two requests to /vllm, unchanged: its warm-up and one of its prompts.
+BLUEPRINT_WARMUP = {
+    "prompt": "Warmup",
+    "stream": False,
+    "max_tokens": 1,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "top_k": 50,
+    "stop": None,
+}
+BLUEPRINT_PROMPT = {
+    "prompt": "<s>[INST]<<SYS>>\nKeep short answers of no more than 100 sentences.\n<</SYS>>\n\n"
+    "Explain the concept of generative adversarial networks (GANs).[/INST]",
+    "stream": False,
+    "max_tokens": 512,
+    "temperature": 0.01,
+    "top_p": 1,
+    "top_k": 20,
+    "stop": None,
+}
+
+
 def _vllm(serving_app: ServingApp, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{serving_app.base_url}/vllm", json=body, timeout=60)
+    return httpx.post(f"{serving_app.base_url}/vllm", json=body, timeout=180)
 
 
-def test_vllm_route_returns_text(serving_app: ServingApp) -> None:
-    response = _vllm(serving_app, {"prompt": "Hello there", "max_tokens": 6, "temperature": 0, "top_k": 5})
-    assert response.status_code == 200
-    body = response.json()
-    assert len(body["text"]) == 1
-    assert body["text"][0].startswith("Hello there")
-    assert 1 <= body["usage"]["completion_tokens"] <= 6
-
-
-def test_vllm_route_streams_ndjson(serving_app: ServingApp) -> None:
-    body = {"prompt": "Stream it", "max_tokens": 5, "temperature": 0, "stop": ["\n\n\n"], "stream": True}
-    with httpx.stream("POST", f"{serving_app.base_url}/vllm", json=body, timeout=60) as response:
+def _vllm_stream(serving_app: ServingApp, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with httpx.stream("POST", f"{serving_app.base_url}/vllm", json=body, timeout=180) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/x-ndjson")
-        lines = [json.loads(line) for line in response.iter_lines() if line]
-    assert lines
-    assert all(line["text"][0].startswith("Stream it") for line in lines)
-    assert 1 <= lines[-1]["usage"]["completion_tokens"] <= 5
+        return [json.loads(line) for line in response.iter_lines() if line]
 
 
-def test_vllm_route_rejects_unknown_field(serving_app: ServingApp) -> None:
-    response = _vllm(serving_app, {"prompt": "x", "max_tokenz": 5})
+@pytest.mark.parametrize("sent", [BLUEPRINT_WARMUP, BLUEPRINT_PROMPT], ids=["warmup", "prompt"])
+def test_vllm_route_answers_the_blueprint_clients_requests(serving_app: ServingApp, sent: dict[str, Any]) -> None:
+    response = _vllm(serving_app, sent)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"text", "usage"}
+    assert len(body["text"]) == 1
+    assert body["text"][0].startswith(sent["prompt"])  # the blueprint echoes the prompt
+    assert 1 <= body["usage"]["completion_tokens"] <= sent["max_tokens"]
+    assert body["usage"]["prompt_tokens"] > 0
+
+
+def test_vllm_route_streams_deltas_then_usage(serving_app: ServingApp) -> None:
+    lines = _vllm_stream(serving_app, {**BLUEPRINT_PROMPT, "stream": True, "max_tokens": 12})
+    *deltas, last = lines
+    assert all(set(line) == {"text"} and isinstance(line["text"], str) for line in deltas)
+    assert last["text"] == ""
+    assert 1 <= last["usage"]["completion_tokens"] <= 12
+    # One line per engine step, each with that step's new token(s): never more lines than tokens (+ the
+    # final chunk, which may carry no text).
+    assert 1 <= len(deltas) <= last["usage"]["completion_tokens"] + 1
+
+
+def test_vllm_route_ignores_keys_it_does_not_know(serving_app: ServingApp) -> None:
+    extra = {"context_length": 32768, "n": 3, "model": "no-such-model", "max_tokenz": 5}
+    response = _vllm(serving_app, {**BLUEPRINT_WARMUP, **extra})
+    assert response.status_code == 200
+    assert len(response.json()["text"]) == 1
+
+
+def test_vllm_route_output_takes_what_the_prompt_leaves_of_the_context(serving_app: ServingApp) -> None:
+    """No max_tokens: the blueprint's 8192, capped by the context window (here max_model_len) minus the prompt."""
+
+    def count(prompt: str) -> int:
+        body = {"model": SERVED_NAME, "prompt": prompt}
+        return int(httpx.post(f"{serving_app.base_url}/tokenize", json=body, timeout=60).json()["count"])
+
+    unit = " the"
+    per_unit = count(unit * 2) - count(unit)
+    prompt = unit * ((MAX_MODEL_LEN - 8 - (count(unit) - per_unit)) // per_unit)
+    prompt_tokens = count(prompt)
+    assert 8 <= MAX_MODEL_LEN - prompt_tokens < 8 + per_unit
+    response = _vllm(serving_app, {"prompt": prompt})
+    assert response.status_code == 200
+    usage = response.json()["usage"]
+    assert usage["prompt_tokens"] == prompt_tokens
+    assert 1 <= usage["completion_tokens"] <= MAX_MODEL_LEN - prompt_tokens
+
+
+def test_vllm_route_bad_value_is_400_naming_it(serving_app: ServingApp) -> None:
+    response = _vllm(serving_app, {"prompt": "x", "max_tokens": "many"})
     assert response.status_code == 400
-    assert "max_tokenz" in response.json()["error"]["param"]
+    assert "max_tokens" in response.json()["error"]["param"]
 
 
 def test_vllm_route_context_too_long_is_400(serving_app: ServingApp) -> None:
