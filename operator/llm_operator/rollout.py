@@ -170,7 +170,7 @@ def step(
     elapsed = unix(now) - unix(upgrade.started_at)
     if failure is not None:
         verdict = Verdict(True, Reason.DEPLOY_FAILED, f"generation {generation} failed to deploy ({failure})")
-    elif elapsed >= timeout_s:
+    elif elapsed >= timeout_s and upgrade.switched_at is None:  # once Ready, the window judges it
         verdict = Verdict(
             True,
             Reason.UPGRADE_TIMEOUT,

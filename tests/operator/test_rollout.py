@@ -186,8 +186,9 @@ def test_with_the_regression_guard_a_ready_generation_is_watched_then_judged() -
     assert (switched, decided) == (Rollout(LastGood(1, GOOD), Upgrade(2, T0, switched_at=T1)), None)
     assert regression_window(switched, 2, 300) == (unix(T0), unix(T1) + 300)
     assert regression_window(switched, 3, 300) is None and regression_window(before, 2, 300) is None
-    # Still in the window: past the upgrade's timeout means nothing once it is Ready.
+    # Still in the window: past the upgrade's timeout means nothing once it has been Ready, even if not now.
     assert watched(switched, ready=True, now=LATE) == (switched, None)
+    assert watched(switched, ready=False, now=LATE) == (switched, None)
 
     passed, decided = watched(switched, ready=True, now=LATE, judged=Judgement(False, "within bounds"))
     assert (passed, decided) == (Rollout(LastGood(2, BAD)), None)
