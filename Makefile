@@ -47,6 +47,7 @@ bench-operator: venv control-plane
 
 bench-serving: venv
 	$(BIN)/python bench/serving_overhead.py
+	$(BIN)/python bench/prefix_routing.py
 
 # The reliability suite's long variants.
 soak: venv control-plane

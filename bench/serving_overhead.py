@@ -1,15 +1,19 @@
-"""Serving overhead: our Ray Serve app vs the bare vLLM OpenAI server, same tiny model and engine settings.
+"""Serving overhead: our Ray Serve app and Ray Serve LLM vs the bare vLLM OpenAI server, same tiny model and
+engine settings.
 
-One stack runs at a time, alternating (A B A B ...). Each round starts the stack (for ours: until
+One stack runs at a time, alternating (A B C A B C ...). Each round starts the stack (for ours: until
 HAProxy routes to the replica), warms it up, then streams chat completions of exactly 32 output tokens
 at concurrency 1, 8 and 32. Results are pooled per stack and printed as a table with ratios to bare
 vLLM, then each round's tokens/s ratios and their geometric mean. Each pass's log line gives the share of
 CPU time the hypervisor stole meanwhile (host noise no stack caused).
 
-    .venv/bin/python bench/serving_overhead.py [--rounds 2] [--stacks ours,bare] [--levels 1,8,32] [--json out.json]
+    .venv/bin/python bench/serving_overhead.py [--rounds 4] [--stacks ours,serve-llm,bare] [--levels 1,8,32]
 
 Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress), `ours-proxy` (llm_serving.local through
-Serve's Python proxy), `bare` (python -m vllm.entrypoints.openai.api_server).
+Serve's Python proxy), `serve-llm` (Ray Serve LLM's `build_openai_app` with direct streaming, behind the
+same HAProxy ingress: `serve_llm_local.py`), `serve-llm-ingress` (the same without direct streaming: its
+OpenAI ingress deployment in front), `bare` (python -m vllm.entrypoints.openai.api_server). A `-prefix`
+suffix on a serve-llm stack selects replicas with Ray's `PrefixCacheAffinityRouter` (prefix_routing.py).
 
 The kernel's autogroups are off for the run when the benchmark may turn them off (`scheduling.py`;
 `--keep-autogroup` leaves them).
@@ -53,6 +57,7 @@ class Stack:
     """How to start one serving stack on `port`."""
 
     name: str
+    replicas: int = 1
 
     def command(self, model: Path, port: int, metrics_port: int) -> list[str]:
         if self.name == "bare":
@@ -74,6 +79,18 @@ class Stack:
                 "--port",
                 str(port),
             ]
+        if self.name.startswith("serve-llm"):
+            # serve-llm[-prefix]: direct streaming with its default router or PrefixCacheAffinityRouter;
+            # serve-llm-ingress[-prefix]: the same behind Serve LLM's OpenAI ingress deployment
+            router = "prefix" if self.name.endswith("-prefix") else "round-robin"
+            direct = ["--no-direct"] if self.name.startswith("serve-llm-ingress") else []
+            return [
+                sys.executable,
+                str(Path(__file__).with_name("serve_llm_local.py")),
+                *("--model", str(model), "--served-name", SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN)),
+                *("--port", str(port), "--metrics-port", str(metrics_port)),
+                *("--replicas", str(self.replicas), "--router", router, *direct),
+            ]
         return local_command(
             model,
             port=port,
@@ -81,15 +98,18 @@ class Stack:
             served_name=SERVED_NAME,
             max_model_len=MAX_MODEL_LEN,
             ingress="proxy" if self.name == "ours-proxy" else "haproxy",
+            replicas=self.replicas,
         )
 
 
-def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `stack` and wait until it answers `/v1/models`."""
+def start(
+    stack: Stack, model: Path, log_dir: Path, round_no: int, metrics_port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `stack` and wait until it answers `/v1/models` (and, behind HAProxy, routes to its replicas)."""
     port = free_port()
     log = (log_dir / f"{stack.name}-{round_no}.log").open("wb")
     process = subprocess.Popen(
-        stack.command(model, port, free_port()),
+        stack.command(model, port, metrics_port or free_port()),
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **ENV},
@@ -98,7 +118,7 @@ def start(stack: Stack, model: Path, log_dir: Path, round_no: int) -> tuple[subp
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(process, url, timeout=300, log=Path(log.name))
-        if stack.name == "ours":
+        if stack.name not in {"bare", "ours-proxy"}:
             wait_until_routed_to_replica(port, timeout=180)
     except RuntimeError:
         stop_server(process)
@@ -232,8 +252,8 @@ def table(summaries: dict[str, dict[int, dict[str, Any]]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per stack (A B A B for 2)")
-    parser.add_argument("--stacks", default="ours,bare", help="comma-separated: ours, ours-proxy, bare")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per stack (A B C A B C for 2)")
+    parser.add_argument("--stacks", default="ours,serve-llm,bare", help="comma-separated, see above")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "llm-serving-bench" / "tiny")
     parser.add_argument("--levels", default="1,8,32", help=f"comma-separated concurrencies out of {list(LEVELS)}")
     parser.add_argument("--json", type=Path, default=None, help="also write the pooled summaries here")

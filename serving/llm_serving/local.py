@@ -55,7 +55,8 @@ logger = logging.getLogger("llm_serving.local")
 
 
 def app_args(options: argparse.Namespace) -> dict[str, Any]:
-    """The Serve application args for a one-replica CPU deployment (what the operator would render)."""
+    """The Serve application args for a CPU deployment of `--replicas` replicas (what the operator would
+    render)."""
     engine_kwargs = {**CPU_ENGINE_KWARGS, "max_model_len": options.max_model_len}
     engine_kwargs.update(json.loads(options.engine_kwargs))
     model: dict[str, Any] = {"id": options.model}
@@ -68,7 +69,7 @@ def app_args(options: argparse.Namespace) -> dict[str, Any]:
             "accelerator": "CPU",
             "accelerators_per_replica": 1,
             "max_ongoing_requests": options.max_ongoing_requests,
-            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+            "autoscaling": {"min_replicas": options.replicas, "max_replicas": options.replicas},
         },
     }
 
@@ -84,6 +85,7 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs Ray may schedule")
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--max-ongoing-requests", type=int, default=64)
+    parser.add_argument("--replicas", type=int, default=1, help="engine replicas, one CPU each")
     parser.add_argument(
         "--ingress",
         choices=["haproxy", "proxy"],

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from llm_serving.local import free_port, session_members, stop_server
+from llm_serving.config import parse_args
+from llm_serving.local import app_args, free_port, parse_options, session_members, stop_server
 
 
 def test_stop_server_leaves_nothing_of_the_session_behind(tmp_path: Path) -> None:
@@ -42,3 +43,9 @@ def test_free_port_is_outside_the_range_outgoing_connections_take_ports_from() -
     for port in ports:
         with socket.socket() as sock:
             sock.bind(("0.0.0.0", port))  # free on every interface, as HAProxy's stats listener binds
+
+
+def test_local_runner_deploys_the_replica_count_it_is_given() -> None:
+    args = app_args(parse_options(["--model", "m", "--replicas", "2"]))
+    assert args["deployment"]["autoscaling"] == {"min_replicas": 2, "max_replicas": 2}
+    assert parse_args(args).deployment.autoscaling.max_replicas == 2  # as the Serve app's contract reads it
