@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,14 @@ MAX_MODEL_LEN = 4096
 # A value that must never appear in any log line: the app gets it as HF_TOKEN.
 HF_TOKEN_SENTINEL = "hf_sentinelDoNotLog1234567890"
 STARTUP_TIMEOUT_S = 300
+DOCKERFILE_SERVE = Path(__file__).resolve().parents[2] / "Dockerfile.serve"
+
+
+def image_env() -> dict[str, str]:
+    """Dockerfile.serve's `ENV` block: what every Ray process of a pod (head and workers) starts with."""
+    block = re.search(r"^ENV ((?:.*\\\n)*.*)$", DOCKERFILE_SERVE.read_text(), re.MULTILINE)
+    assert block, "ENV block missing"
+    return dict(re.findall(r"(\w+)=(\S+)", block.group(1)))
 
 
 @dataclass(frozen=True)

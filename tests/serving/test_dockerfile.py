@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_serving.local import INGRESS_ENV
+from tests.serving.conftest import image_env
 
 pytestmark = pytest.mark.serving
 
@@ -94,7 +95,5 @@ def test_runs_as_non_root() -> None:
 
 def test_image_serves_through_the_ingress_the_local_runner_measures() -> None:
     """The pods run the HAProxy ingress with the settings the tests and the benchmark run locally."""
-    block = re.search(r"^ENV ((?:.*\\\n)*.*)$", DOCKERFILE, re.MULTILINE)
-    assert block, "ENV block missing"
-    image_env = dict(re.findall(r"(\w+)=(\S+)", block.group(1)))
-    assert {key: image_env.get(key) for key in INGRESS_ENV} == INGRESS_ENV
+    env = image_env()
+    assert {key: env.get(key) for key in INGRESS_ENV} == INGRESS_ENV
