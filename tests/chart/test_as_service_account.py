@@ -187,8 +187,14 @@ def test_a_missing_rule_fails_clearly(
     assert applied["reason"] == "Forbidden"
     assert f'RayService {namespace}/m: rayservices.ray.io "m" is forbidden: ' in applied["message"]  # which, and why
     assert refusal in applied["message"], applied["message"]
-    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=Forbidden")
-    assert "is forbidden" in events
+    # The Event is posted after the status is written.
+    events = ("get", "events", "-n", namespace, "--field-selector", "reason=Forbidden")
+    wait_for(
+        lambda: "is forbidden" in cluster.kubectl(*events),
+        timeout=10,
+        interval=0.5,
+        what="a Forbidden event",
+    )
     time.sleep(1)
     assert cluster.get(*RS, namespace, "m") is None
 
