@@ -1,19 +1,22 @@
-"""Prefix-sharing load on 2 replicas: Ray Serve LLM's prefix-aware router against round robin and ours.
+"""Prefix-sharing load on 2 replicas: Ray's prefix-aware replica selection against load balancing.
 
-Prompts share long prefixes (a system prompt each, ~1,800 tokens); there are more distinct prefixes than one
+Prompts share long prefixes (a system prompt each, ~1,750 tokens); there are more distinct prefixes than one
 replica's KV cache holds (`VLLM_CPU_KVCACHE_SPACE=1` holds 524,288 tokens of the tiny model, as its engine
 logs), but fewer than two hold. Each prefix is asked `--repeats` times, in a shuffled order. A router that
-sends a prefix back to the replica that has it cached turns every repeat into a cache hit; round robin
-sends each replica every prefix, which then evicts them before their repeats arrive.
+sends a prefix back to the replica that has it cached turns every repeat into a cache hit (about half of all
+prompt tokens with 2 repeats); one that ignores the prompt sends a repeat to the other replica half the time.
 
     .venv/bin/python bench/prefix_routing.py [--stacks serve-llm-prefix,serve-llm,ours] [--rounds 2]
 
 Stacks, each with 2 replicas behind Serve's HAProxy: `serve-llm-prefix` (Ray Serve LLM, direct streaming,
 `PrefixCacheAffinityRouter` with the request body forwarded to it), `serve-llm` (the same with its default
-round robin), `ours` (`llm_serving.local`: HAProxy's own balancing between the replicas).
+round robin), `ours` (`llm_serving.local`: HAProxy's own balancing between the replicas),
+`serve-llm-ingress-prefix` and `serve-llm-ingress` (Ray Serve LLM behind its OpenAI ingress deployment, with
+`PrefixCacheAffinityRouter` or its default power of two choices).
 
-Prints per stack tokens/s, TTFT p50/p90 and the prefix-cache hit rate over the measured requests
-(`ray_vllm_prefix_cache_hits_total / ..._queries_total` from the Ray metrics port, summed over replicas).
+Prints per stack tokens/s, TTFT p50/p90, the prefix-cache hit rate over the measured requests
+(`ray_vllm_prefix_cache_hits_total / ..._queries_total` from the Ray metrics port, summed over replicas) and
+the prompt tokens each replica was given.
 """
 
 from __future__ import annotations
@@ -118,8 +121,9 @@ def main() -> int:
                 print(row, file=sys.stderr)
                 rows.append(row)
     requests = PREFIXES * options.repeats
-    print(f"2 replicas, {PREFIXES} prefixes of {PREFIX_WORDS} words x {options.repeats} = {requests} requests, ")
-    print(f"{OUTPUT_TOKENS} output tokens, c={CONCURRENCY}, logs {log_dir}; {scheduling}\n")
+    print(f"2 replicas of {KV_CACHE_TOKENS:,} KV-cache tokens each; {PREFIXES} prefixes of {PREFIX_WORDS} words")
+    print(f"x {options.repeats} = {requests} requests, {OUTPUT_TOKENS} output tokens, c={CONCURRENCY}; logs {log_dir}")
+    print(f"{scheduling}\n")
     print(
         "| stack | round | output tokens/s | TTFT p50 (ms) | TTFT p90 (ms) | prefix-cache hit rate | "
         "prompt tokens per replica | errors | steal |"

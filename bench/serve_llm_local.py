@@ -1,12 +1,14 @@
 """Ray Serve LLM's own OpenAI app with direct streaming, on this machine's CPU, for the serving benchmark.
 
     python bench/serve_llm_local.py --model DIR --port P --metrics-port M [--replicas 2] [--router prefix]
+        [--no-direct]
 
 Started like `llm_serving.local` (a private Ray, the same CPU and HAProxy ingress settings, the same engine
 arguments), but deploys `ray.serve.llm.build_openai_app` with `RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING=1`:
 `LLMServer` is the ingress and serves vLLM's ASGI app, with Ray's ingress request router in front choosing
-the replica (`--router`: Serve LLM's default round robin, or `PrefixCacheAffinityRouter`, which reads the
-prompt and so needs `RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY=1`). Serves until SIGTERM or SIGINT.
+the replica (`--router`: Serve's default, or `PrefixCacheAffinityRouter`, which reads the prompt and so
+needs `RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY=1`). `--no-direct` deploys Serve LLM's default app
+instead: its OpenAI ingress deployment in front of `LLMServer`. Serves until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from llm_serving.local import APP_NAME, CPU_ENGINE_KWARGS, CPU_ENV, HAPROXY_ENV, free_port
 
 ROUTERS = {
-    "round-robin": None,  # Serve's default: round robin with direct streaming, power of two choices without
+    "default": None,  # round robin with direct streaming, power of two choices behind the ingress deployment
     "prefix": "ray.serve.llm.request_router.PrefixCacheAffinityRouter",
 }
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--max-ongoing-requests", type=int, default=64)
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--router", choices=list(ROUTERS), default="round-robin")
+    parser.add_argument("--router", choices=list(ROUTERS), default="default")
     parser.add_argument(
         "--no-direct", action="store_true", help="Serve LLM's default app: an OpenAI ingress deployment in front"
     )
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # Logical CPUs, enough for 2 replicas' placement groups and the ingress deployment; the machine has 2.
     ray.init(num_cpus=8, include_dashboard=False, _metrics_export_port=options.metrics_port, log_to_driver=True)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": options.port})

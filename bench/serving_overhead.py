@@ -82,7 +82,7 @@ class Stack:
         if self.name.startswith("serve-llm"):
             # serve-llm[-prefix]: direct streaming with its default router or PrefixCacheAffinityRouter;
             # serve-llm-ingress[-prefix]: the same behind Serve LLM's OpenAI ingress deployment
-            router = "prefix" if self.name.endswith("-prefix") else "round-robin"
+            router = "prefix" if self.name.endswith("-prefix") else "default"
             direct = ["--no-direct"] if self.name.startswith("serve-llm-ingress") else []
             return [
                 sys.executable,
