@@ -58,7 +58,7 @@ POD_CONTROLLER_LINE = "Adding 1 replica to Deployment(name='Logs', app='logs')."
 
 def test_a_pods_ray_processes_log_to_the_containers_streams(tmp_path: Path) -> None:
     """`ray start --head --block`, as KubeRay runs it, with the image's environment: the replica's and the
-    controller's lines are on its own stderr, which is what `kubectl logs` shows of the container."""
+    controller's lines are on its output, which is what `kubectl logs` shows of the container."""
     ray = Path(sys.executable).with_name("ray")
     gcs_port = free_port()
     env = {
