@@ -36,7 +36,7 @@ from llm_operator.k8s import (
 from llm_operator.memory import Memory
 from llm_operator.metrics import observe_phase, reconcile_timer
 from llm_operator.models import LLMDeploymentSpec
-from llm_operator.regression import Bounds, Figures, breaches
+from llm_operator.regression import Bounds, Figures, verdict
 from llm_operator.render.common import Owner
 from llm_operator.render.dashboards import configmap_name
 from llm_operator.render.monitors import monitor_labels
@@ -301,9 +301,7 @@ def _judge(
         logger.warning("%s/%s: regression window not compared: %s", owner.namespace, owner.name, error)
         return None
     bounds = Bounds(regression.max_ttft_p90_ratio, regression.max_error_ratio_increase, regression.min_requests)
-    found = breaches(before, after, bounds)
-    figures = f"over {regression.window_seconds}s: {after.describe()}; last good: {before.describe()}"
-    return Judgement(bool(found), "; ".join([*found, figures]) if found else f"within bounds {figures}")
+    return Judgement(*verdict(before, after, bounds, regression.window_seconds))
 
 
 def _answering(memory: Memory, spec: LLMDeploymentSpec, generation: int, kuberay: Phase) -> Verdict | None:

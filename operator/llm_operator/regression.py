@@ -34,9 +34,14 @@ class Bounds:
     min_requests: int
 
 
+def comparable(baseline: Figures, new: Figures, bounds: Bounds) -> bool:
+    """Whether both windows had `min_requests` completions: enough evidence to compare them."""
+    return min(baseline.requests or 0, new.requests or 0) >= bounds.min_requests
+
+
 def breaches(baseline: Figures, new: Figures, bounds: Bounds) -> list[str]:
     """What `new` breaches against `baseline` (empty: within bounds, or too few requests to tell)."""
-    if (baseline.requests or 0) < bounds.min_requests or (new.requests or 0) < bounds.min_requests:
+    if not comparable(baseline, new, bounds):
         return []
     found = []
     if new.ttft_p90_s is not None and baseline.ttft_p90_s:
@@ -48,3 +53,12 @@ def breaches(baseline: Figures, new: Figures, bounds: Bounds) -> list[str]:
         if added > bounds.max_error_ratio_increase:
             found.append(f"errors +{added:.1%} of requests (bound +{bounds.max_error_ratio_increase:.1%})")
     return found
+
+
+def verdict(baseline: Figures, new: Figures, bounds: Bounds, seconds: int) -> tuple[bool, str]:
+    """Whether `new` regressed against `baseline`, and a message with the figures compared (or why not)."""
+    figures = f"over {seconds}s: {new.describe()}; last good: {baseline.describe()}"
+    if not comparable(baseline, new, bounds):
+        return False, f"not compared, fewer than {bounds.min_requests} requests in a window {figures}"
+    found = breaches(baseline, new, bounds)
+    return bool(found), "; ".join([*found, figures]) if found else f"within bounds {figures}"

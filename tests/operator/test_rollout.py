@@ -12,7 +12,7 @@ from llm_operator import constants as c
 from llm_operator.catalog import Catalog
 from llm_operator.desired import rayservice
 from llm_operator.models import parse_spec
-from llm_operator.regression import Bounds, Figures, breaches
+from llm_operator.regression import Bounds, Figures, breaches, verdict
 from llm_operator.render.common import Owner
 from llm_operator.rollout import (
     Judgement,
@@ -235,3 +235,15 @@ def test_no_baseline_traffic_is_no_evidence() -> None:
     assert breaches(Figures(100, 0.1, None), Figures(100, 0.1, 0.02), BOUNDS) == [
         "errors +2.0% of requests (bound +1.0%)"
     ]
+
+
+def test_the_verdict_says_whether_it_compared_and_with_what() -> None:
+    regressed, message = verdict(Figures(100, 0.1, 0.0), Figures(100, 0.3, 0.0), BOUNDS, 300)
+    assert regressed and message == (
+        "TTFT p90 3.0x the last good one's (bound 1.5x); over 300s: TTFT p90 300 ms, errors 0.0%, 100 requests; "
+        "last good: TTFT p90 100 ms, errors 0.0%, 100 requests"
+    )
+    assert verdict(Figures(100, 0.1, 0.0), Figures(100, 0.1, 0.0), BOUNDS, 300)[1].startswith("within bounds over")
+    # Too few requests is not "within bounds": it was not compared, and the message says so.
+    kept, message = verdict(Figures(100, 0.1, 0.0), Figures(5, 9.0, 1.0), BOUNDS, 300)
+    assert not kept and message.startswith("not compared, fewer than 20 requests in a window over 300s: ")
