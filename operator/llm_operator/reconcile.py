@@ -272,7 +272,7 @@ def _guard_upgrade(
         logger.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], decided.message)
         outcome.events.append(Event("Warning", c.ConditionType.ROLLED_BACK, decided.message))
     elif judged is not None and after.last_good is not None and after.last_good.generation == generation:
-        kind = "Normal" if ctx.settings.prometheus_url else "Warning"
+        kind = "Normal" if judged.compared else "Warning"
         outcome.events.append(Event(kind, Reason.REGRESSION_WINDOW, f"generation {generation}: {judged.message}"))
     elif after.upgrade is not None and not after.upgrade.rolled_back:
         outcome.waiting = True  # the upgrade's timeout or regression window: no watch event comes when it passes
@@ -291,7 +291,7 @@ def _judge(
     if window is None:
         return None
     if not url:
-        return Judgement(False, "not compared with the last good generation: the operator has no Prometheus URL")
+        return Judgement(False, "not compared with the last good generation: the operator has no Prometheus URL", False)
     if unix(now) < window[1]:
         return None
     try:
@@ -301,7 +301,8 @@ def _judge(
         logger.warning("%s/%s: regression window not compared: %s", owner.namespace, owner.name, error)
         return None
     bounds = Bounds(regression.max_ttft_p90_ratio, regression.max_error_ratio_increase, regression.min_requests)
-    return Judgement(*verdict(before, after, bounds, regression.window_seconds))
+    regressed, compared, message = verdict(before, after, bounds, regression.window_seconds)
+    return Judgement(regressed, message, compared)
 
 
 def _answering(memory: Memory, spec: LLMDeploymentSpec, generation: int, kuberay: Phase) -> Verdict | None:

@@ -55,10 +55,11 @@ def breaches(baseline: Figures, new: Figures, bounds: Bounds) -> list[str]:
     return found
 
 
-def verdict(baseline: Figures, new: Figures, bounds: Bounds, seconds: int) -> tuple[bool, str]:
-    """Whether `new` regressed against `baseline`, and a message with the figures compared (or why not)."""
+def verdict(baseline: Figures, new: Figures, bounds: Bounds, seconds: int) -> tuple[bool, bool, str]:
+    """Whether `new` regressed against `baseline`, whether the windows could be compared at all, and a
+    message with the figures."""
     figures = f"over {seconds}s: {new.describe()}; last good: {baseline.describe()}"
     if not comparable(baseline, new, bounds):
-        return False, f"not compared, fewer than {bounds.min_requests} requests in a window {figures}"
+        return False, False, f"not compared, fewer than {bounds.min_requests} requests in a window {figures}"
     found = breaches(baseline, new, bounds)
-    return bool(found), "; ".join([*found, figures]) if found else f"within bounds {figures}"
+    return bool(found), True, "; ".join([*found, figures]) if found else f"within bounds {figures}"

@@ -50,10 +50,12 @@ class Upgrade:
 
 @dataclass(frozen=True)
 class Judgement:
-    """The regression guard's verdict on a generation's window: whether it regressed, and the figures."""
+    """The regression guard's verdict on a generation's window: whether it regressed, the figures, and
+    whether there was anything to compare (no Prometheus, or too few requests: it passes, uncompared)."""
 
     regressed: bool
     message: str
+    compared: bool = True
 
 
 @dataclass(frozen=True)

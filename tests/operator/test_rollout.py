@@ -238,12 +238,19 @@ def test_no_baseline_traffic_is_no_evidence() -> None:
 
 
 def test_the_verdict_says_whether_it_compared_and_with_what() -> None:
-    regressed, message = verdict(Figures(100, 0.1, 0.0), Figures(100, 0.3, 0.0), BOUNDS, 300)
-    assert regressed and message == (
-        "TTFT p90 3.0x the last good one's (bound 1.5x); over 300s: TTFT p90 300 ms, errors 0.0%, 100 requests; "
-        "last good: TTFT p90 100 ms, errors 0.0%, 100 requests"
+    regressed, compared, message = verdict(Figures(100, 0.1, 0.0), Figures(100, 0.3, 0.0), BOUNDS, 300)
+    assert (
+        regressed
+        and compared
+        and message
+        == (
+            "TTFT p90 3.0x the last good one's (bound 1.5x); over 300s: TTFT p90 300 ms, errors 0.0%, 100 requests; "
+            "last good: TTFT p90 100 ms, errors 0.0%, 100 requests"
+        )
     )
-    assert verdict(Figures(100, 0.1, 0.0), Figures(100, 0.1, 0.0), BOUNDS, 300)[1].startswith("within bounds over")
+    regressed, compared, message = verdict(Figures(100, 0.1, 0.0), Figures(100, 0.1, 0.0), BOUNDS, 300)
+    assert not regressed and compared and message.startswith("within bounds over 300s: ")
     # Too few requests is not "within bounds": it was not compared, and the message says so.
-    kept, message = verdict(Figures(100, 0.1, 0.0), Figures(5, 9.0, 1.0), BOUNDS, 300)
-    assert not kept and message.startswith("not compared, fewer than 20 requests in a window over 300s: ")
+    regressed, compared, message = verdict(Figures(100, 0.1, 0.0), Figures(5, 9.0, 1.0), BOUNDS, 300)
+    assert not regressed and not compared
+    assert message.startswith("not compared, fewer than 20 requests in a window over 300s: ")
