@@ -26,7 +26,6 @@ import asyncio
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from llm_serving.client_load import Load, run
 from llm_serving.client_request import RequestSpec, Result
 from llm_serving.client_stats import summarize
 from llm_serving.local import command as local_command
-from llm_serving.local import free_port, stop_server, wait_until_serving
+from llm_serving.local import free_port, stop_server, wait_until_routed, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from scheduling import steal_and_total, without_autogroups
 
@@ -48,7 +47,6 @@ SERVED_NAME = "tiny"
 MAX_MODEL_LEN = 2048
 OUTPUT_TOKENS = 32
 LEVELS = {1: 40, 8: 96, 32: 192}  # concurrency -> requests per round
-HAPROXY_DIR = "/tmp/haproxy-serve"  # where Ray Serve writes each HAProxy's config and admin socket
 ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -119,37 +117,13 @@ def start(
     try:
         wait_until_serving(process, url, timeout=300, log=Path(log.name))
         if stack.name not in {"bare", "ours-proxy"}:
-            wait_until_routed_to_replica(port, timeout=180)
+            # Behind Serve LLM's ingress deployment HAProxy routes to its one ingress replica.
+            routed = 1 if stack.name.startswith("serve-llm-ingress") else stack.replicas
+            wait_until_routed(port, replicas=routed, timeout=180)
     except RuntimeError:
         stop_server(process)
         raise
     return process, url
-
-
-def routes_to_replica(port: int) -> bool:
-    """Whether the Serve HAProxy listening on `port` has a replica in its backend. Until it does, it
-    forwards to its fallback, Serve's Python proxy (for a few seconds after `/v1/models` first answered,
-    bench/RESULTS.md). Read through HAProxy's admin socket, next to the config Serve writes."""
-    for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
-        if f"bind 127.0.0.1:{port}\n" not in config.read_text():
-            continue
-        try:
-            with socket.socket(socket.AF_UNIX) as admin:
-                admin.connect(str(config.parent / "admin.sock"))
-                admin.sendall(b"show servers state\n")
-                state = b"".join(iter(lambda: admin.recv(65536), b""))
-        except OSError:  # HAProxy is being (re)started by Serve: ask again
-            return False
-        return b"SERVE_REPLICA" in state
-    return False
-
-
-def wait_until_routed_to_replica(port: int, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not routes_to_replica(port):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"HAProxy on :{port} still routes only to its fallback after {timeout:.0f} s")
-        time.sleep(1)
 
 
 async def measure(url: str, concurrency: int, requests: int) -> tuple[list[Result], float]:

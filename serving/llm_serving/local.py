@@ -48,6 +48,7 @@ INGRESS_ENV = {
 }
 # No load balancer must deregister a local replica, so it need not drain for 30 s on shutdown.
 HAPROXY_ENV = {**INGRESS_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"}
+HAPROXY_DIR = "/tmp/haproxy-serve"  # where Ray Serve writes each HAProxy's config and admin socket
 CPU_ENGINE_KWARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "float32"}
 APP_NAME = "llm"
 
@@ -122,6 +123,33 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: f
             pass
         time.sleep(1)
     raise RuntimeError(f"{url}: not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def haproxy_replicas(port: int) -> int:
+    """How many Serve replicas the HAProxy listening on `port` routes to: 0 while it knows only its fallback,
+    Serve's Python proxy, as for a few seconds after a new replica first answers. Read through HAProxy's
+    admin socket, next to the config Serve writes."""
+    for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
+        if f"bind 127.0.0.1:{port}\n" not in config.read_text():
+            continue
+        try:
+            with socket.socket(socket.AF_UNIX) as admin:
+                admin.connect(str(config.parent / "admin.sock"))
+                admin.sendall(b"show servers state\n")
+                state = b"".join(iter(lambda: admin.recv(65536), b""))
+        except OSError:  # HAProxy is being (re)started by Serve: ask again
+            return 0
+        return sum(b"SERVE_REPLICA" in line for line in state.splitlines())
+    return 0
+
+
+def wait_until_routed(port: int, *, replicas: int = 1, timeout: float) -> None:
+    """Wait until the HAProxy on `port` routes to `replicas` Serve replicas."""
+    deadline = time.monotonic() + timeout
+    while haproxy_replicas(port) < replicas:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"HAProxy on :{port} routes to fewer than {replicas} replicas after {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def session_members(session: int) -> list[int]:

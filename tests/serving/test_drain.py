@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_serving.local import free_port, stop_server, wait_until_serving
+from llm_serving.local import free_port, stop_server, wait_until_routed, wait_until_serving
 
 pytestmark = pytest.mark.serving
 
@@ -61,6 +61,9 @@ def _scale_down_during_streams(model: Path, tmp_path: Path, drain: float) -> lis
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(process, url, timeout=300, log=log)
+        # HAProxy learns of a new replica seconds after it answers: until both are routed to, every stream
+        # would go to one replica, and Serve would stop the idle one.
+        wait_until_routed(port, replicas=2, timeout=120)
         results: list[dict[str, object]] = [{} for _ in range(STREAMS)]
         threads = [threading.Thread(target=_stream, args=(url, result)) for result in results]
         for thread in threads:
