@@ -69,16 +69,23 @@ def get(lane: LaneCluster, gvr: tuple[str, str, str], namespace: str, name: str)
     return lane.cluster.get(*gvr, namespace, name) or {}
 
 
-def wait_ready(lane: LaneCluster, namespace: str, name: str, generation: int) -> dict[str, Any]:
-    """The LLMDeployment once Ready at `generation`."""
+def wait_phase(
+    lane: LaneCluster, namespace: str, name: str, phase: str, generation: int, *, timeout: float = READY_TIMEOUT_S
+) -> dict[str, Any]:
+    """The LLMDeployment once its status is `phase` at `generation` (KubeRay's lane checked on every poll)."""
 
-    def ready() -> dict[str, Any] | None:
+    def reached() -> dict[str, Any] | None:
         lane.check()
         obj = get(lane, LD, namespace, name)
         status = obj.get("status") or {}
-        return obj if status.get("phase") == "Ready" and status.get("observedGeneration") == generation else None
+        return obj if status.get("phase") == phase and status.get("observedGeneration") == generation else None
 
-    return wait_for(ready, timeout=READY_TIMEOUT_S, interval=1, what=f"{name} Ready at generation {generation}")
+    return wait_for(reached, timeout=timeout, interval=0.5, what=f"{name} {phase} at generation {generation}")
+
+
+def wait_ready(lane: LaneCluster, namespace: str, name: str, generation: int) -> dict[str, Any]:
+    """The LLMDeployment once Ready at `generation`."""
+    return wait_phase(lane, namespace, name, "Ready", generation)
 
 
 def lane_log(lane: LaneCluster, name: str) -> str:

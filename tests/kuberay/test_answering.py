@@ -8,12 +8,11 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 from llm_serving.local import session_members
 from tests.conftest import OperatorProcess
-from tests.kuberay.conftest import LD, LaneCluster, tiny
-from tests.kubeutil import condition, wait_for
+from tests.kuberay.conftest import LD, LaneCluster, tiny, wait_phase, wait_ready
+from tests.kubeutil import condition
 
 INTERVAL, TIMEOUT, THRESHOLD = 5, 3, 2
 PROBE = {"intervalSeconds": INTERVAL, "timeoutSeconds": TIMEOUT, "failureThreshold": THRESHOLD}
@@ -31,23 +30,13 @@ def _replica(lane: LaneCluster, namespace: str) -> int:
     raise AssertionError(f"no Serve replica found for {namespace}: {lane.lane.nodes()}")
 
 
-def _status(lane: LaneCluster, namespace: str) -> dict[str, Any]:
-    return (lane.cluster.get(*LD, namespace, "m") or {}).get("status") or {}
-
-
-def _phase(lane: LaneCluster, namespace: str, phase: str, generation: int = 1) -> dict[str, Any] | None:
-    lane.check()
-    status = _status(lane, namespace)
-    return status if status.get("phase") == phase and status.get("observedGeneration") == generation else None
-
-
 def test_ready_answers_and_a_frozen_replica_is_not_ready(
     lane: LaneCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     lane.check()
     engine = {"maxModelLen": 128, "dtype": "float32", "extraArgs": {"enforce_eager": True}}
     lane.cluster.apply(tiny("m", namespace, probe=PROBE, engine=engine))
-    wait_for(lambda: _phase(lane, namespace, "Ready"), timeout=480, interval=0.5, what="Ready")
+    wait_ready(lane, namespace, "m", 1)
     answering = condition(lane.cluster.get(*LD, namespace, "m"), "Answering")
     assert answering is not None and (answering["status"], answering["reason"]) == ("True", "Answered")
     assert "a completion came back in" in answering["message"]
@@ -57,25 +46,25 @@ def test_ready_answers_and_a_frozen_replica_is_not_ready(
     os.kill(replica, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        degraded = wait_for(lambda: _phase(lane, namespace, "Degraded"), timeout=DETECT_S + 30, interval=0.5)
+        degraded = wait_phase(lane, namespace, "m", "Degraded", 1, timeout=DETECT_S + 30)
         took = time.monotonic() - stopped
         print(f"frozen replica: Answering False {took:.1f}s after SIGSTOP (bound {DETECT_S - 15}s + slack)")
         assert took <= DETECT_S
         answering = condition(lane.cluster.get(*LD, namespace, "m"), "Answering")
         assert answering is not None and (answering["status"], answering["reason"]) == ("False", "Stalled")
-        assert degraded["answering"] == "False"
+        assert degraded["status"]["answering"] == "False"
         events = lane.cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=Stalled")
         assert "stalled" in events
     finally:
         os.kill(replica, signal.SIGCONT)
-    wait_for(lambda: _phase(lane, namespace, "Ready"), timeout=DETECT_S + 30, interval=0.5, what="Ready again")
+    wait_phase(lane, namespace, "m", "Ready", 1, timeout=DETECT_S + 30)
 
     # A model that answers with an error is not Ready: the probe's prompt is longer than the model's context
     # (128 tokens). The RayService does not change: KubeRay's RUNNING stands, the completion does not.
     prompt = " ".join(f"w{i}" for i in range(250))  # about 700 tokens; at most 2048 bytes
     patch = '{"spec":{"probe":{"prompt":"' + prompt + '"}}}'
     lane.cluster.kubectl("patch", "llmd", "m", "-n", namespace, "--type=merge", "-p", patch)
-    wait_for(lambda: _phase(lane, namespace, "Degraded", generation=2), timeout=DETECT_S + 60, interval=0.5)
+    wait_phase(lane, namespace, "m", "Degraded", 2, timeout=DETECT_S + 60)
     answering = condition(lane.cluster.get(*LD, namespace, "m"), "Answering")
     assert answering is not None and answering["reason"] == "HTTP400", answering
     assert condition(lane.cluster.get(*LD, namespace, "m"), "RayServiceReady")["status"] == "True"
