@@ -6,13 +6,15 @@ logs), but fewer than two hold. Each prefix is asked `--repeats` times, in a shu
 sends a prefix back to the replica that has it cached turns every repeat into a cache hit (about half of all
 prompt tokens with 2 repeats); one that ignores the prompt sends a repeat to the other replica half the time.
 
-    .venv/bin/python bench/prefix_routing.py [--stacks serve-llm-prefix,serve-llm,ours] [--rounds 2]
+    .venv/bin/python bench/prefix_routing.py [--stacks ours,ours-leastconn] [--rounds 2]
 
-Stacks, each with 2 replicas behind Serve's HAProxy: `serve-llm-prefix` (Ray Serve LLM, direct streaming,
-`PrefixCacheAffinityRouter` with the request body forwarded to it), `serve-llm` (the same with its default
-round robin), `ours` (`llm_serving.local`: HAProxy's own balancing between the replicas),
-`serve-llm-ingress-prefix` and `serve-llm-ingress` (Ray Serve LLM behind its OpenAI ingress deployment, with
-`PrefixCacheAffinityRouter` or its default power of two choices).
+Stacks, each with 2 replicas behind Serve's HAProxy: `ours` (`llm_serving.local`, its default routing for
+several replicas: HAProxy asks `llm_serving.routing`'s prefix-cache request router, Ray's
+`PrefixCacheAffinityRouter`), `ours-leastconn` (HAProxy's own least-connections balancing),
+`serve-llm-prefix` (Ray Serve LLM, direct streaming, `PrefixCacheAffinityRouter` with the request body
+forwarded to it: Ray 2.60 never records its picks, see llm_serving.routing), `serve-llm` (the same with its
+default round robin), `serve-llm-ingress-prefix` and `serve-llm-ingress` (Ray Serve LLM behind its OpenAI
+ingress deployment, with `PrefixCacheAffinityRouter` or its default power of two choices).
 
 Prints per stack tokens/s, TTFT p50/p90, the prefix-cache hit rate over the measured requests
 (`ray_vllm_prefix_cache_hits_total / ..._queries_total` from the Ray metrics port, summed over replicas) and
@@ -93,7 +95,7 @@ def measure(url: str, metrics_url: str, repeats: int, seed: int) -> dict[str, An
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stacks", default="serve-llm-prefix,serve-llm,ours", help="alternated, in this order")
+    parser.add_argument("--stacks", default="ours,ours-leastconn", help="alternated, in this order")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="requests per prefix")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "llm-serving-bench" / "tiny")

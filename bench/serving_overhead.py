@@ -9,7 +9,9 @@ CPU time the hypervisor stole meanwhile (host noise no stack caused).
 
     .venv/bin/python bench/serving_overhead.py [--rounds 4] [--stacks ours,serve-llm,bare] [--levels 1,8,32]
 
-Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress), `ours-proxy` (llm_serving.local through
+Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress; with several replicas HAProxy asks our
+prefix-cache request router where each request goes), `ours-leastconn` (the same with HAProxy picking
+replicas alone, least connections), `ours-proxy` (llm_serving.local through
 Serve's Python proxy), `serve-llm` (Ray Serve LLM's `build_openai_app` with direct streaming, behind the
 same HAProxy ingress: `serve_llm_local.py`), `serve-llm-ingress` (the same without direct streaming: its
 OpenAI ingress deployment in front), `bare` (python -m vllm.entrypoints.openai.api_server). A `-prefix`
@@ -97,6 +99,7 @@ class Stack:
             max_model_len=MAX_MODEL_LEN,
             ingress="proxy" if self.name == "ours-proxy" else "haproxy",
             replicas=self.replicas,
+            **({"routing": "least-connections"} if self.name == "ours-leastconn" else {}),
         )
 
 

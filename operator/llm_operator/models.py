@@ -202,6 +202,13 @@ class ReplicasSpec(SpecModel):
     max_ongoing_requests: int = Field(
         default=64, ge=1, le=100_000, description="Requests one replica accepts at once; more are queued."
     )
+    routing: Literal["PrefixCache", "LeastConnections"] | None = Field(
+        default=None,
+        description="How a request picks one of several replicas: PrefixCache (the replica that holds the longest "
+        "cached prefix of its prompt, Ray Serve's prefix-cache-affinity policy, asked once a request) or "
+        "LeastConnections (the replica with the fewest open connections). Default: PrefixCache when max > 1. "
+        "Changing the routing, or max between 1 and more, restarts the replicas.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ReplicasSpec:

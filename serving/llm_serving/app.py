@@ -67,21 +67,31 @@ def deployment_options(config: ServeAppConfig) -> dict[str, Any]:
         actor_options = {"num_cpus": 1, "num_gpus": deployment.accelerators_per_replica}
     else:
         actor_options = {"num_cpus": deployment.accelerators_per_replica}
-    return {
+    options = {
         "name": DEPLOYMENT_NAME,
         **serve_options(deployment),
         "ray_actor_options": actor_options,
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,
     }
+    if deployment.request_routing == "prefix-cache":
+        from llm_serving.routing import request_router_options
+
+        options |= request_router_options()
+    return options
 
 
 def build_app(args: Mapping[str, Any]) -> serve.Application:
-    """Serve application builder: validate `args` (raising `ConfigError`), then bind `LLMServer`."""
+    """Serve application builder: validate `args` (raising `ConfigError`), then bind `LLMServer`, with
+    the prefix-cache request router in front when the routing asks for it (`llm_serving.routing`)."""
     from llm_serving.engine import vllm_args
 
     config = parse_args(args)
     vllm_args(config)  # unknown engine arguments fail the deploy here, not in a replica crash loop
     deployment = serve.deployment(**deployment_options(config))(LLMServer)
     application: serve.Application = deployment.bind(replica_args(config))
+    if config.deployment.request_routing == "prefix-cache":
+        from llm_serving.routing import with_request_router
+
+        application = with_request_router(application)
     return application

@@ -56,6 +56,9 @@ class Autoscaling(_Strict):
         return self
 
 
+Routing = Literal["prefix-cache", "least-connections"]
+
+
 class Deployment(_Strict):
     """Serve deployment options of the engine replica."""
 
@@ -70,6 +73,21 @@ class Deployment(_Strict):
         ge=0,
         description="Seconds a replica being stopped (scale-down, upgrade) lets in-flight requests finish.",
     )
+    routing: Routing | None = Field(
+        default=None,
+        description=(
+            "How a request picks one of several replicas: `prefix-cache` (Ray Serve's prefix-cache-affinity "
+            "policy, asked once a request) or `least-connections` (Serve's HAProxy alone). Default: "
+            "`prefix-cache` when more than one replica may run."
+        ),
+    )
+
+    @property
+    def request_routing(self) -> Routing:
+        """`routing`, or its default for this deployment's replica bounds."""
+        if self.routing is not None:
+            return self.routing
+        return "prefix-cache" if self.autoscaling.max_replicas > 1 else "least-connections"
 
 
 class Lora(_Strict):
@@ -113,9 +131,13 @@ def serve_options(deployment: Deployment) -> dict[str, Any]:
 
 
 def replica_args(config: ServeAppConfig) -> dict[str, Any]:
-    """`config` as `args`, without what `serve_options` carries: what a replica is built from."""
+    """`config` as `args`, without what `serve_options` carries: what a replica is built from. The
+    routing is resolved here, since the app, which never sees the replica bounds, builds on it (crossing
+    from one replica to several changes the args and so restarts the replicas)."""
     options = {"autoscaling", "max_ongoing_requests", "graceful_shutdown_timeout_s"}
-    return config.model_dump(mode="json", exclude_none=True, exclude={"deployment": options})
+    args = config.model_dump(mode="json", exclude_none=True, exclude={"deployment": options})
+    args["deployment"]["routing"] = config.deployment.request_routing
+    return args
 
 
 class ConfigError(ValueError):

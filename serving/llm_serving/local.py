@@ -45,6 +45,9 @@ INGRESS_ENV = {
     # One HAProxy thread forwards a node's token chunks at a few percent of a core. Ray's default of 4
     # threads, on CPUs the engine keeps busy, gave 3-18% fewer tokens/s at 32 streams (bench/RESULTS.md).
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    # With several replicas HAProxy asks the prefix-cache request router where a request goes
+    # (llm_serving.routing); the router reads the prompt from the body HAProxy sends it with this.
+    "RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY": "1",
 }
 # No load balancer must deregister a local replica, so it need not drain for 30 s on shutdown.
 HAPROXY_ENV = {**INGRESS_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"}
@@ -71,6 +74,7 @@ def app_args(options: argparse.Namespace) -> dict[str, Any]:
             "accelerators_per_replica": 1,
             "max_ongoing_requests": options.max_ongoing_requests,
             "autoscaling": {"min_replicas": options.replicas, "max_replicas": options.replicas},
+            **({"routing": options.routing} if options.routing else {}),
         },
     }
 
@@ -87,6 +91,12 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--max-ongoing-requests", type=int, default=64)
     parser.add_argument("--replicas", type=int, default=1, help="engine replicas, one CPU each")
+    parser.add_argument(
+        "--routing",
+        choices=["prefix-cache", "least-connections"],
+        default=None,
+        help="how a request picks a replica (default: prefix-cache for more than one replica)",
+    )
     parser.add_argument(
         "--ingress",
         choices=["haproxy", "proxy"],
@@ -125,22 +135,39 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: f
     raise RuntimeError(f"{url}: not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def haproxy_replicas(port: int) -> int:
-    """How many Serve replicas the HAProxy listening on `port` routes to: 0 while it knows only its fallback,
-    Serve's Python proxy, as for a few seconds after a new replica first answers. Read through HAProxy's
-    admin socket, next to the config Serve writes."""
+def _haproxy_admin(port: int, command: str) -> list[list[str]]:
+    """`command`'s answer from the admin socket of the HAProxy listening on `port` (next to the config Serve
+    writes), one list of fields per line; empty while there is no such HAProxy or Serve is restarting it."""
     for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
         if f"bind 127.0.0.1:{port}\n" not in config.read_text():
             continue
         try:
             with socket.socket(socket.AF_UNIX) as admin:
                 admin.connect(str(config.parent / "admin.sock"))
-                admin.sendall(b"show servers state\n")
-                state = b"".join(iter(lambda: admin.recv(65536), b""))
-        except OSError:  # HAProxy is being (re)started by Serve: ask again
-            return 0
-        return sum(b"SERVE_REPLICA" in line for line in state.splitlines())
-    return 0
+                admin.sendall(f"{command}\n".encode())
+                answer = b"".join(iter(lambda: admin.recv(65536), b"")).decode()
+        except OSError:
+            return []
+        separator = "," if command == "show stat" else None
+        return [line.split(separator) for line in answer.splitlines() if line and not line.startswith("#")]
+    return []
+
+
+def haproxy_replicas(port: int) -> int:
+    """How many Serve replicas the HAProxy listening on `port` routes to: 0 while it knows only its fallback,
+    Serve's Python proxy, as for a few seconds after a new replica first answers. (With a request router a
+    replica is a server of two backends: counted once.)"""
+    state = _haproxy_admin(port, "show servers state")
+    return len({fields[3] for fields in state if len(fields) > 3 and fields[3].startswith("SERVE_REPLICA")})
+
+
+def haproxy_requests(port: int) -> dict[str, int]:
+    """Per Serve replica, how many requests the HAProxy listening on `port` has sent it (over its backends)."""
+    sent: dict[str, int] = {}
+    for fields in _haproxy_admin(port, "show stat"):
+        if len(fields) > 7 and fields[1].startswith("SERVE_REPLICA"):
+            sent[fields[1]] = sent.get(fields[1], 0) + int(fields[7] or 0)  # stot: sessions in total
+    return sent
 
 
 def wait_until_routed(port: int, *, replicas: int = 1, timeout: float) -> None:

@@ -146,6 +146,25 @@ def test_drain_is_set_consistently_everywhere_a_generation_can_be_cut() -> None:
     assert [pod["terminationGracePeriodSeconds"] for pod in pods] == [1230, 1230]
 
 
+@pytest.mark.parametrize(
+    ("replicas", "routing"),
+    [
+        ({"min": 1, "max": 1}, "least-connections"),
+        ({"min": 1, "max": 4}, "prefix-cache"),
+        ({"min": 1, "max": 4, "routing": "LeastConnections"}, "least-connections"),
+        ({"min": 1, "max": 1, "routing": "PrefixCache"}, "prefix-cache"),
+    ],
+)
+def test_routing_reaches_the_serve_app_resolved(replicas: dict[str, Any], routing: str) -> None:
+    """spec.replicas.routing (default PrefixCache for several replicas) is an arg of the app, which never sees
+    the replica bounds: it builds the request router from it."""
+    manifest = next(m for m in _examples() if m["metadata"]["name"] == "mistral-7b")
+    manifest["spec"]["replicas"] = replicas
+    application = yaml.safe_load(_render(manifest)[0]["spec"]["serveConfigV2"])["applications"][0]
+    assert application["args"]["deployment"]["routing"] == routing
+    assert parse_args(application["args"]).deployment.request_routing == routing
+
+
 def _worker_pod(manifest: dict[str, Any]) -> dict[str, Any]:
     pod: dict[str, Any] = _render(manifest)[0]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     return pod

@@ -22,6 +22,8 @@ def args_for(model: str, replicas: int, drain: float) -> dict[str, Any]:
             "accelerators_per_replica": 1,
             "autoscaling": {"min_replicas": replicas, "max_replicas": replicas},
             "graceful_shutdown_timeout_s": drain,
+            # As the operator renders a scale-down: the routing stays (it would restart every replica).
+            "routing": "least-connections",
         },
     }
 

@@ -11,6 +11,7 @@ import yaml
 from llm_serving.app import build_app, deployment_options
 from llm_serving.config import ConfigError, parse_args, replica_args, serve_options
 from llm_serving.local import CPU_ENGINE_KWARGS
+from llm_serving.routing import PrefixRouter
 
 pytestmark = pytest.mark.serving
 
@@ -160,7 +161,9 @@ def test_tensor_parallel_size_follows_accelerators() -> None:
 
 def test_scaling_and_drain_are_not_replica_arguments() -> None:
     """Serve restarts every replica when `args` change: scaling and drain are options it updates in place."""
-    base = parse_args({**VALID, "engine_kwargs": {"max_model_len": 2048}})
+    base = parse_args(
+        {**VALID, "engine_kwargs": {"max_model_len": 2048}, "deployment": {"autoscaling": {"max_replicas": 2}}}
+    )
     scaled = parse_args(
         {
             **VALID,
@@ -188,3 +191,35 @@ def test_scaling_and_drain_are_not_replica_arguments() -> None:
     assert replica_args(parse_args({**VALID, "engine_kwargs": {"max_model_len": 1024}})) != replica_args(base)
     tensor_parallel = parse_args({**VALID, "deployment": {"accelerators_per_replica": 4}})
     assert replica_args(tensor_parallel)["deployment"]["accelerators_per_replica"] == 4
+
+
+@pytest.mark.parametrize(
+    ("deployment", "routing"),
+    [
+        ({}, "least-connections"),
+        ({"autoscaling": {"min_replicas": 0, "max_replicas": 1}}, "least-connections"),
+        ({"autoscaling": {"min_replicas": 1, "max_replicas": 2}}, "prefix-cache"),
+        ({"autoscaling": {"min_replicas": 3, "max_replicas": 3}, "routing": "least-connections"}, "least-connections"),
+        ({"routing": "prefix-cache"}, "prefix-cache"),
+    ],
+)
+def test_routing_is_by_prefix_cache_when_several_replicas_may_run(deployment: dict[str, Any], routing: str) -> None:
+    """The app never sees the replica bounds (they are Serve options), so `replica_args` carries the routing
+    resolved, and the app builds the request router in front only for `prefix-cache`."""
+    config = parse_args({**VALID, "deployment": deployment})
+    args = replica_args(config)
+    assert args["deployment"]["routing"] == routing
+    assert parse_args(args).deployment.request_routing == routing
+    router = deployment_options(parse_args(args)).get("request_router_config")
+    app = build_app(args)
+    if routing == "prefix-cache":
+        assert router == {"request_router_class": PrefixRouter}
+        assert app._ingress_request_router is not None
+    else:
+        assert router is None
+        assert app._ingress_request_router is None
+
+
+def test_unknown_routing_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"args\.deployment\.routing: Input should be 'prefix-cache' or"):
+        parse_args({**VALID, "deployment": {"routing": "random"}})

@@ -16,6 +16,7 @@ from llm_serving.config import (
     Autoscaling,
     Deployment,
     ModelSource,
+    Routing,
     ServeAppConfig,
     replica_args,
     serve_options,
@@ -64,6 +65,9 @@ class RayEnv:
     prometheus_url: str | None = None
 
 
+ROUTING: dict[str, Routing] = {"PrefixCache": "prefix-cache", "LeastConnections": "least-connections"}
+
+
 def serve_app_config(spec: LLMDeploymentSpec) -> ServeAppConfig:
     """The Serve app's args, through the shared contract (validated here, and again by the app)."""
     engine = spec.engine
@@ -96,6 +100,7 @@ def serve_app_config(spec: LLMDeploymentSpec) -> ServeAppConfig:
             accelerator="GPU",
             accelerators_per_replica=tensor_parallel,
             graceful_shutdown_timeout_s=spec.serving.drain_seconds,
+            routing=ROUTING[replicas.routing] if replicas.routing else None,
         ),
     )
 
