@@ -11,11 +11,12 @@ CPU time the hypervisor stole meanwhile (host noise no stack caused).
 
 Stacks: `ours` (llm_serving.local, Serve's HAProxy ingress; with several replicas HAProxy asks our
 prefix-cache request router where each request goes), `ours-leastconn` (the same with HAProxy picking
-replicas alone, least connections), `ours-proxy` (llm_serving.local through
-Serve's Python proxy), `serve-llm` (Ray Serve LLM's `build_openai_app` with direct streaming, behind the
-same HAProxy ingress: `serve_llm_local.py`), `serve-llm-ingress` (the same without direct streaming: its
-OpenAI ingress deployment in front), `bare` (python -m vllm.entrypoints.openai.api_server). A `-prefix`
-suffix on a serve-llm stack selects replicas with Ray's `PrefixCacheAffinityRouter` (prefix_routing.py).
+replicas alone, least connections), `ours-proxy` (llm_serving.local through Serve's Python proxy),
+`serve-llm` (Ray Serve LLM's `build_openai_app` with direct streaming, behind the same HAProxy ingress:
+`serve_llm_local.py`), `serve-llm-ingress` (the same without direct streaming: its OpenAI ingress
+deployment in front), `bare` (python -m vllm.entrypoints.openai.api_server), `bare-haproxy` (the same behind
+an HAProxy configured as Serve's, no Ray: `bare_haproxy.py`). A `-prefix` suffix on a serve-llm stack
+selects replicas with Ray's `PrefixCacheAffinityRouter` (prefix_routing.py).
 
 The kernel's autogroups are off for the run when the benchmark may turn them off (`scheduling.py`;
 `--keep-autogroup` leaves them).
@@ -79,6 +80,13 @@ class Stack:
                 "--port",
                 str(port),
             ]
+        if self.name == "bare-haproxy":
+            return [
+                sys.executable,
+                str(Path(__file__).with_name("bare_haproxy.py")),
+                *("--model", str(model), "--served-name", SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN)),
+                *("--port", str(port)),
+            ]
         if self.name.startswith("serve-llm"):
             # serve-llm[-prefix]: direct streaming with its default router or PrefixCacheAffinityRouter;
             # serve-llm-ingress[-prefix]: the same behind Serve LLM's OpenAI ingress deployment
@@ -119,7 +127,7 @@ def start(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(process, url, timeout=300, log=Path(log.name))
-        if stack.name not in {"bare", "ours-proxy"}:
+        if stack.name not in {"bare", "bare-haproxy", "ours-proxy"}:
             # Behind Serve LLM's ingress deployment HAProxy routes to its one ingress replica.
             routed = 1 if stack.name.startswith("serve-llm-ingress") else stack.replicas
             wait_until_routed(port, replicas=routed, timeout=180)
@@ -235,6 +243,7 @@ def main() -> int:
     parser.add_argument("--levels", default="1,8,32", help=f"comma-separated concurrencies out of {list(LEVELS)}")
     parser.add_argument("--json", type=Path, default=None, help="also write the pooled summaries here")
     parser.add_argument("--keep-autogroup", action="store_true", help="leave the kernel's autogroups as found")
+    parser.add_argument("--replicas", type=int, default=1, help="engine replicas of each Serve stack")
     options = parser.parse_args()
     names = options.stacks.split(",")
     if "bare" not in names:
@@ -249,7 +258,7 @@ def main() -> int:
         print(scheduling, file=sys.stderr)
         for round_no in range(options.rounds):
             for name in names:
-                process, url = start(Stack(name), model, log_dir, round_no)
+                process, url = start(Stack(name, options.replicas), model, log_dir, round_no)
                 try:
                     rounds[name].append(run_round(url, levels))
                 finally:

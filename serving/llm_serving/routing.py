@@ -18,6 +18,8 @@ rank) as it picks. Drop it for Ray's class once a Ray release records pick-only 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import TYPE_CHECKING, Any, cast
 
 from ray import serve
@@ -39,7 +41,9 @@ class PrefixRouter(PrefixCacheAffinityRouter):
         ranks = cast("list[list[RunningReplica]]", await super().choose_replicas(candidate_replicas, pending_request))
         picked = next((rank[0] for rank in ranks if rank), None)
         if picked is not None and pending_request is not None:
-            self.on_request_routed(pending_request, picked.replica_id, None)  # type: ignore[arg-type]  # unread
+            # Ray's callback waits on its prefix-tree actor: off the router's event loop, which it would block.
+            record = functools.partial(self.on_request_routed, pending_request, picked.replica_id, None)  # type: ignore[arg-type]  # unread
+            asyncio.get_running_loop().run_in_executor(None, record)
         return ranks
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from string import Template
 
 from llm_operator import constants as c
+from llm_serving.config import DEPLOYMENT_NAME
 
 GRAFANA_WINDOW = "$__rate_interval"
 
@@ -78,8 +79,10 @@ PREFIX_HIT_RATE = Query(
     " / sum(rate(ray_vllm_prefix_cache_queries_total{${sel}}[${window}]))",
     "hit rate",
 )
-REPLICAS_HEALTHY = Query("sum(ray_serve_deployment_replica_healthy{${sel}})", "healthy")
-REPLICAS_TARGET = Query("max(ray_serve_autoscaling_target_replicas{${sel}})", "autoscaling target")
+# The engine's replicas only: with several, the app also runs a request router deployment (llm_serving.routing).
+_ENGINE = f'deployment="{DEPLOYMENT_NAME}"'
+REPLICAS_HEALTHY = Query(f"sum(ray_serve_deployment_replica_healthy{{${{sel}}, {_ENGINE}}})", "healthy")
+REPLICAS_TARGET = Query(f"max(ray_serve_autoscaling_target_replicas{{${{sel}}, {_ENGINE}}})", "autoscaling target")
 # DCGM exporter series carry the GPU's pod and namespace (not our relabeling): join them to this
 # deployment's worker pods through the `up` series of our PodMonitor targets.
 GPU_UTILIZATION = Query(
