@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import kopf
@@ -128,6 +128,10 @@ def _kubeconfig_in_environ(kubeconfig: str) -> Iterator[None]:
                 os.environ["KUBECONFIG"] = previous
 
 
+# How a child is written: a forced server-side apply, one that refuses fields someone else set, or a create.
+Write = Literal["apply", "apply-unforced", "create"]
+
+
 class ApiError(RuntimeError):
     """The API server answered with an error status; `reason` and `message` are from its Status."""
 
@@ -210,6 +214,20 @@ class NamespaceTerminatingError(GoneError):
     """The namespace is being deleted: nothing new can be created in it."""
 
 
+@contextlib.contextmanager
+def _namespace_errors(namespace: str) -> Iterator[None]:
+    """A write's refusal because its namespace is gone or going, as the errors that say so."""
+    try:
+        yield
+    except ApiError as error:
+        # Nothing can be created in a namespace being deleted; its LLMDeployments are going away too.
+        if error.status == 403 and "because it is being terminated" in error.body:
+            raise NamespaceTerminatingError(namespace) from None
+        if error.status == 404 and '"kind":"namespaces"' in error.body:
+            raise GoneError(namespace, "namespace not found") from None
+        raise
+
+
 class ConflictError(RuntimeError):
     """The object changed since it was read (HTTP 409)."""
 
@@ -261,28 +279,33 @@ class Kube:
         meta = body["metadata"]
         path = KINDS[body["kind"]].path(meta["namespace"], meta["name"])
         query = {"fieldManager": c.FIELD_MANAGER, "force": "true" if force else "false"}
-        try:
+        with _namespace_errors(meta["namespace"]):
             result: dict[str, Any] = self.api.request("PATCH", path, body, query=query, content_type=APPLY)
-        except ApiError as error:
-            # Nothing can be created in a namespace being deleted; its LLMDeployments are going away too.
-            if error.status == 403 and "because it is being terminated" in error.body:
-                raise NamespaceTerminatingError(meta["namespace"]) from None
-            if error.status == 404 and '"kind":"namespaces"' in error.body:
-                raise GoneError(meta["namespace"], "namespace not found") from None
-            raise
+        return result
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a child with our field manager; an object of its name already there is a 409 AlreadyExists."""
+        meta = body["metadata"]
+        query = {"fieldManager": c.FIELD_MANAGER}
+        with _namespace_errors(meta["namespace"]):
+            result: dict[str, Any] = self.api.request(
+                "POST", KINDS[body["kind"]].path(meta["namespace"]), body, query=query
+            )
         return result
 
     def apply_all(
-        self, bodies: Sequence[Mapping[str, Any]], *, force: Sequence[bool] = ()
+        self, bodies: Sequence[Mapping[str, Any]], *, writes: Sequence[Write] = ()
     ) -> list[dict[str, Any] | ApiError]:
-        """`apply` each body (forced unless `force` says otherwise), concurrently (they are independent); each
-        result, or the API's refusal of it, in the same order. Connection errors and a namespace going away
-        are raised."""
-        forced = list(force) or [True] * len(bodies)
+        """Write each body as `writes` says (default: a forced apply), concurrently (they are independent);
+        each result, or the API's refusal of it, in the same order. Connection errors and a namespace going
+        away are raised."""
+        how = list(writes) or ["apply"] * len(bodies)
 
         def one(index: int) -> dict[str, Any] | ApiError:
             try:
-                return self.apply(bodies[index], force=forced[index])
+                if how[index] == "create":
+                    return self.create(bodies[index])
+                return self.apply(bodies[index], force=how[index] == "apply")
             except ApiError as error:
                 return error
 

@@ -32,6 +32,7 @@ from llm_operator.k8s import (
     ConflictError,
     GoneError,
     Kube,
+    Write,
 )
 from llm_operator.memory import Memory
 from llm_operator.metrics import observe_phase, reconcile_timer
@@ -369,27 +370,28 @@ def _sync_children(
 
 def _plan_children(
     ctx: Context, memory: Memory, owner: Owner, desired: list[dict[str, Any]], news: Mapping[str, Any], *, changed: bool
-) -> tuple[dict[str, dict[str, Any] | None], list[tuple[dict[str, Any], bool]], list[str]]:
-    """Which children to apply, and whether with force; those live and unchanged; conflicts found.
+) -> tuple[dict[str, dict[str, Any] | None], list[tuple[dict[str, Any], Write]], list[str]]:
+    """Which children to write, and how; those live and unchanged; conflicts found.
 
     A remembered child is trusted unless news of it came (then compared with it) or the spec changed (then
     applied without reading: server-side apply of an unchanged object writes nothing). A new spec's child
-    not remembered is applied without force: on someone else's object, a field they set differently is a
-    409 (`_apply` then reads it). A ConfigMap's data is a map, where our key would merge into theirs: it is
-    read first, like every child not remembered when the spec did not change (read and compared).
+    not remembered is written without reading, so that someone else's object refuses it with a 409
+    (`_apply` then reads it): applied without force (a field they set differently conflicts), or, for a
+    ConfigMap, whose data is a map our key would merge into, created. Without a spec change a child not
+    remembered is read and compared.
     """
     live: dict[str, dict[str, Any] | None] = {}
-    stale: list[tuple[dict[str, Any], bool]] = []
+    stale: list[tuple[dict[str, Any], Write]] = []
     conflicts: list[str] = []
     unknown = [b for b in desired if b["kind"] not in news and not memory.knows(b["kind"])]
-    tentative = {b["kind"] for b in unknown if changed and b["kind"] != "ConfigMap"}
-    reading = [b for b in unknown if b["kind"] not in tentative]
+    unseen = {b["kind"] for b in unknown} if changed else set()
+    reading = [] if changed else unknown
     wanted = [(KINDS[b["kind"]], b["metadata"]["namespace"], b["metadata"]["name"]) for b in reading]
-    read = dict(zip((b["kind"] for b in reading), ctx.kube.get_all(wanted, metadata_only=changed), strict=True))
+    read = dict(zip((b["kind"] for b in reading), ctx.kube.get_all(wanted), strict=True))
     for body in desired:
         kind = body["kind"]
-        if kind in tentative:
-            stale.append((body, False))
+        if kind in unseen:
+            stale.append((body, "create" if kind == "ConfigMap" else "apply-unforced"))
             continue
         if kind in news:
             actual = news[kind]
@@ -398,29 +400,29 @@ def _plan_children(
                 continue
         elif memory.knows(kind):
             if changed:
-                stale.append((body, True))
+                stale.append((body, "apply"))
             continue
         else:
             actual = read[kind]
         if actual is not None and not is_ours(actual, owner):
             conflicts.append(_conflict(body, actual))
         elif actual is None or changed or not is_subset(body, actual):
-            stale.append((body, True))
+            stale.append((body, "apply"))
         else:
             live[kind] = actual
     return live, stale, conflicts
 
 
 def _apply(
-    ctx: Context, owner: Owner, stale: list[tuple[dict[str, Any], bool]], conflicts: list[str]
+    ctx: Context, owner: Owner, stale: list[tuple[dict[str, Any], Write]], conflicts: list[str]
 ) -> list[dict[str, Any] | ApiError | None]:
-    """Apply `stale` at once; a 409 of an unforced apply is someone else's object (None, a conflict noted) or
-    ours drifted or gone (applied again with force)."""
+    """Write `stale` at once; a 409 of an unforced apply or a create is someone else's object (None, a conflict
+    noted) or ours, drifted or not remembered (applied again with force)."""
     results: list[dict[str, Any] | ApiError | None] = list(
-        ctx.kube.apply_all([body for body, _ in stale], force=[force for _, force in stale])
+        ctx.kube.apply_all([body for body, _ in stale], writes=[write for _, write in stale])
     )
-    for index, ((body, forced), result) in enumerate(zip(stale, results, strict=True)):
-        if isinstance(result, ApiError) and result.status == 409 and not forced:
+    for index, ((body, write), result) in enumerate(zip(stale, results, strict=True)):
+        if isinstance(result, ApiError) and result.status == 409 and write != "apply":
             meta = body["metadata"]
             actual = ctx.kube.get(KINDS[body["kind"]], meta["namespace"], meta["name"])
             if actual is not None and not is_ours(actual, owner):

@@ -89,3 +89,27 @@ def test_a_monitor_owned_by_another_deployment_is_left_alone(
     live = cluster.get(*SM, namespace, "shared")
     assert live is not None and live["spec"]["selector"] == {"matchLabels": {"app": "theirs"}}
     assert cluster.get(*RS, namespace, "shared") is not None
+
+
+def test_a_same_named_configmap_of_someone_else_is_left_alone(
+    cluster: Cluster, namespace: str, run_operator: Callable[..., OperatorProcess]
+) -> None:
+    """A dashboard ConfigMap the operator does not remember is created, not applied (an apply would merge our
+    key into their data): the create is refused, and theirs stays as it was."""
+    name = f"llm-dashboard.{namespace}.dash"
+    cluster.kubectl("create", "configmap", name, "-n", namespace, "--from-literal=theirs=1")
+    theirs = cluster.core.read_namespaced_config_map(name, namespace)
+    run_operator(cluster, args=["-n", namespace])
+    cluster.apply(llmd("dash", namespace))
+    applied = wait_for(
+        lambda: (
+            (cond := condition(cluster.get(*LD, namespace, "dash"), "Applied")) and cond["status"] == "False" and cond
+        ),
+        timeout=30,
+        what="Applied False",
+    )
+    assert f"ConfigMap {namespace}/{name} exists and is controlled by no controller" in applied["message"]
+    live = cluster.core.read_namespaced_config_map(name, namespace)
+    assert live.metadata.resource_version == theirs.metadata.resource_version
+    assert live.data == {"theirs": "1"}
+    assert cluster.get(*RS, namespace, "dash") is not None  # the children that are free are ours
