@@ -26,6 +26,7 @@ from ray import serve
 from ray.serve.llm.request_router import PrefixCacheAffinityRouter
 
 if TYPE_CHECKING:
+    from ray.serve._private.replica_result import ReplicaResult
     from ray.serve._private.request_router.common import PendingRequest
     from ray.serve._private.request_router.replica_wrapper import RunningReplica
 
@@ -41,8 +42,10 @@ class PrefixRouter(PrefixCacheAffinityRouter):
         ranks = cast("list[list[RunningReplica]]", await super().choose_replicas(candidate_replicas, pending_request))
         picked = next((rank[0] for rank in ranks if rank), None)
         if picked is not None and pending_request is not None:
-            # Ray's callback waits on its prefix-tree actor: off the router's event loop, which it would block.
-            record = functools.partial(self.on_request_routed, pending_request, picked.replica_id, None)  # type: ignore[arg-type]  # unread
+            # Ray's callback waits on its prefix-tree actor: run it off the router's event loop. The policy
+            # does not read its third argument, the request's result (there is none before dispatch).
+            no_result = cast("ReplicaResult", None)
+            record = functools.partial(self.on_request_routed, pending_request, picked.replica_id, no_result)
             asyncio.get_running_loop().run_in_executor(None, record)
         return ranks
 
