@@ -2,8 +2,9 @@
 
 No kopf here, and no decision about *when* to run (the worklist's): reconcile decides *what* to do from
 the object, what its `Memory` holds and the children the caller holds (a watch event's). A child it
-remembers is trusted until news of it arrives; one it does not is read first, and never changed unless it
-is ours (its controller ownerReference is this LLMDeployment). A second call on an unchanged object makes
+remembers is trusted until news of it arrives; one it does not is read first (for a new spec: written in a
+way someone else's object refuses), and never changed unless it is ours (its controller ownerReference is
+this LLMDeployment). A second call on an unchanged object makes
 no write. A write the API refuses becomes the `Applied` condition and an Event, not a silent retry.
 """
 
