@@ -66,6 +66,16 @@ def test_a_same_named_child_of_someone_else_is_left_alone(
     )
 
 
+def _applied_false(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
+    """The LLMDeployment's Applied condition, once it is False."""
+
+    def refused() -> dict[str, str] | None:
+        cond = condition(cluster.get(*LD, namespace, name), "Applied")
+        return cond if cond and cond["status"] == "False" else None
+
+    return wait_for(refused, timeout=30, what="Applied False")
+
+
 def test_a_monitor_owned_by_another_deployment_is_left_alone(
     cluster: Cluster, namespace: str, run_operator: Callable[..., OperatorProcess]
 ) -> None:
@@ -78,13 +88,7 @@ def test_a_monitor_owned_by_another_deployment_is_left_alone(
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(monitor))
     run_operator(cluster, args=["-n", namespace])
     cluster.apply(llmd("shared", namespace))
-    applied = wait_for(
-        lambda: (
-            (cond := condition(cluster.get(*LD, namespace, "shared"), "Applied")) and cond["status"] == "False" and cond
-        ),
-        timeout=30,
-        what="Applied False",
-    )
+    applied = _applied_false(cluster, namespace, "shared")
     assert f"ServiceMonitor {namespace}/shared exists" in applied["message"]
     live = cluster.get(*SM, namespace, "shared")
     assert live is not None and live["spec"]["selector"] == {"matchLabels": {"app": "theirs"}}
@@ -101,13 +105,7 @@ def test_a_same_named_configmap_of_someone_else_is_left_alone(
     theirs = cluster.core.read_namespaced_config_map(name, namespace)
     run_operator(cluster, args=["-n", namespace])
     cluster.apply(llmd("dash", namespace))
-    applied = wait_for(
-        lambda: (
-            (cond := condition(cluster.get(*LD, namespace, "dash"), "Applied")) and cond["status"] == "False" and cond
-        ),
-        timeout=30,
-        what="Applied False",
-    )
+    applied = _applied_false(cluster, namespace, "dash")
     assert f"ConfigMap {namespace}/{name} exists and is controlled by no controller" in applied["message"]
     live = cluster.core.read_namespaced_config_map(name, namespace)
     assert live.metadata.resource_version == theirs.metadata.resource_version
