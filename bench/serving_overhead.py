@@ -53,6 +53,13 @@ LEVELS = {1: 40, 8: 96, 32: 192}  # concurrency -> requests per round
 ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def bare_vllm(model: Path | str, port: int) -> list[str]:
+    """The bare vLLM OpenAI server on the tiny model with the engine settings every stack uses."""
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+    argv += ["--served-model-name", SERVED_NAME, "--enforce-eager", "--dtype", "float32"]
+    return [*argv, "--max-model-len", str(MAX_MODEL_LEN), "--host", "127.0.0.1", "--port", str(port)]
+
+
 @dataclass
 class Stack:
     """How to start one serving stack on `port`."""
@@ -62,31 +69,9 @@ class Stack:
 
     def command(self, model: Path, port: int, metrics_port: int) -> list[str]:
         if self.name == "bare":
-            return [
-                sys.executable,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                str(model),
-                "--served-model-name",
-                SERVED_NAME,
-                "--enforce-eager",
-                "--dtype",
-                "float32",
-                "--max-model-len",
-                str(MAX_MODEL_LEN),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
+            return bare_vllm(model, port)
         if self.name == "bare-haproxy":
-            return [
-                sys.executable,
-                str(Path(__file__).with_name("bare_haproxy.py")),
-                *("--model", str(model), "--served-name", SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN)),
-                *("--port", str(port)),
-            ]
+            return [sys.executable, str(Path(__file__).with_name("bare_haproxy.py")), str(model), str(port)]
         if self.name.startswith("serve-llm"):
             # serve-llm[-prefix]: direct streaming with its default router or PrefixCacheAffinityRouter;
             # serve-llm-ingress[-prefix]: the same behind Serve LLM's OpenAI ingress deployment
