@@ -135,9 +135,10 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, *, timeout: f
     raise RuntimeError(f"{url}: not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def _haproxy_admin(port: int, command: str) -> list[list[str]]:
+def _haproxy_admin(port: int, command: str, separator: str | None = None) -> list[list[str]]:
     """`command`'s answer from the admin socket of the HAProxy listening on `port` (next to the config Serve
-    writes), one list of fields per line; empty while there is no such HAProxy or Serve is restarting it."""
+    writes), one list of fields (split at `separator`) per line; empty while there is no such HAProxy or
+    Serve is restarting it."""
     for config in Path(HAPROXY_DIR).glob("*/haproxy.cfg"):
         if f"bind 127.0.0.1:{port}\n" not in config.read_text():
             continue
@@ -148,7 +149,6 @@ def _haproxy_admin(port: int, command: str) -> list[list[str]]:
                 answer = b"".join(iter(lambda: admin.recv(65536), b"")).decode()
         except OSError:
             return []
-        separator = "," if command == "show stat" else None
         return [line.split(separator) for line in answer.splitlines() if line and not line.startswith("#")]
     return []
 
@@ -164,7 +164,7 @@ def haproxy_replicas(port: int) -> int:
 def haproxy_requests(port: int) -> dict[str, int]:
     """Per Serve replica, how many requests the HAProxy listening on `port` has sent it (over its backends)."""
     sent: dict[str, int] = {}
-    for fields in _haproxy_admin(port, "show stat"):
+    for fields in _haproxy_admin(port, "show stat", separator=","):
         if len(fields) > 7 and fields[1].startswith("SERVE_REPLICA"):
             sent[fields[1]] = sent.get(fields[1], 0) + int(fields[7] or 0)  # stot: sessions in total
     return sent
