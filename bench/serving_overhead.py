@@ -41,8 +41,8 @@ from typing import Any
 from llm_serving.client_load import Load, run
 from llm_serving.client_request import RequestSpec, Result
 from llm_serving.client_stats import summarize
+from llm_serving.local import CPU_ENV, free_port, stop_server, wait_until_routed, wait_until_serving
 from llm_serving.local import command as local_command
-from llm_serving.local import free_port, stop_server, wait_until_routed, wait_until_serving
 from llm_serving.tiny_model import build_tiny_model
 from scheduling import steal_and_total, without_autogroups
 
@@ -50,7 +50,12 @@ SERVED_NAME = "tiny"
 MAX_MODEL_LEN = 2048
 OUTPUT_TOKENS = 32
 LEVELS = {1: 40, 8: 96, 32: 192}  # concurrency -> requests per round
-ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+# Every stack's engine runs as ours does on this CPU (`llm_serving.local.CPU_ENV`): the same KV cache space,
+# and the model in vLLM's EngineCore process rather than a worker process of its own.
+ENV = {
+    key: CPU_ENV[key]
+    for key in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING", "HF_HUB_OFFLINE", "RAY_USAGE_STATS_ENABLED")
+}
 
 
 def bare_vllm(model: Path | str, port: int) -> list[str]:

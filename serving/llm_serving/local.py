@@ -31,6 +31,11 @@ CPU_ENV = {
     # In a cluster Serve's controller runs on the head pod; here it shares the engine's CPUs, and its
     # default 0.1 s control loop alone takes ~5% of a core (py-spy/procfs, bench/RESULTS.md).
     "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+    # vLLM's CPU platform otherwise runs the model in a worker process of its own, which busy-polls its
+    # shared-memory queue for a second after every step: an engine answering one request a second holds
+    # a whole core, and another engine starting beside it (an upgrade's new cluster) takes minutes. With
+    # this off, the model runs in the EngineCore process itself (the API server stays a process apart).
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
 }
 # Ray Serve's HAProxy ingress: HAProxy on `--port` forwards straight to the HTTP server inside the
 # replica that hosts the engine, so no Python proxy hop sits in the token path (see bench/RESULTS.md).
