@@ -2,13 +2,16 @@
 
 One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N (default 200 and 1000):
 
-- baseline: 8 threads create, per deployment, what the operator's work amounts to: the LLMDeployment (the
-  user's create, official kubernetes client, as in the operator runs), then through the operator's own
-  client library (`llm_operator.k8s`) its RayService + ServiceMonitor + PodMonitor as rendered by our
-  builders (server-side apply, like the operator) and one status write; and again with the operator's
-  two further writes (the dashboard ConfigMap, the phase Event), to tell its own overhead from them;
-  watched like the operator runs;
-- burst: 8 threads create N LLMDeployments; apply -> all three children present (p50, p99, total);
+- rounds (default 3), alternated: baselines first in even rounds, the burst first in odd ones:
+  - baseline: 8 threads create, per deployment, what the operator's work amounts to: the LLMDeployment
+    (the user's create, official kubernetes client, as in the operator runs), then through the operator's
+    own client library (`llm_operator.k8s`) its RayService + ServiceMonitor + PodMonitor as rendered by our
+    builders (server-side apply, like the operator) and one status write; and again with the operator's
+    two further writes (the dashboard ConfigMap, the phase Event), to tell its own overhead from them;
+    watched like the operator runs;
+  - burst: a fresh operator over a namespace of its own; 8 threads create N LLMDeployments; apply -> all
+    three children present (p50, p99, total); its RSS after;
+  each round's ratio is against its own baselines; the table gives their median and range;
 - steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99); and its baseline, the
   same requests made directly at 10/s (create, then the three applies at once): the operator's own share
   is the difference;
@@ -26,8 +29,8 @@ resync on.
 "Children present" and phase changes are seen through watches (metadata-only for children), so the
 measurement does not poll the API server.
 
-    .venv/bin/python bench/operator_scale.py                 # N = 200 and 1000
-    .venv/bin/python bench/operator_scale.py --n 100 --steady-n 50 --profile /tmp/prof
+    .venv/bin/python bench/operator_scale.py                 # N = 200 and 1000, 3 rounds each
+    .venv/bin/python bench/operator_scale.py --n 100 --steady-n 50 --rounds 1 --profile /tmp/prof
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -461,12 +465,13 @@ def make_namespace(api: client.ApiClient, name: str) -> str:
     return name
 
 
-def baselines(plane: ControlPlane, api: client.ApiClient, n: int) -> dict[str, float]:
+def baselines(plane: ControlPlane, api: client.ApiClient, n: int, round_no: int) -> dict[str, float]:
     """Both baselines for n deployments, each in a namespace of its own, watched like the operator's runs
     (the API server encodes each event for the watches there too)."""
     apiserver = plane.processes["kube-apiserver"].pid
     kube = Kube.connect(str(plane.kubeconfig))
-    plain, every = make_namespace(api, f"base-{n}"), make_namespace(api, f"base-every-{n}")
+    plain = make_namespace(api, f"base-{n}-{round_no}")
+    every = make_namespace(api, f"base-every-{n}-{round_no}")
     watchers = [Watcher(api, plain), Watcher(api, every)]
     try:
         time.sleep(1)  # the watches are open before the first create
@@ -480,23 +485,24 @@ def baselines(plane: ControlPlane, api: client.ApiClient, n: int) -> dict[str, f
     return {"baseline_s": seconds, "baseline_apiserver_cpu": cpu, "baseline_every_s": every_seconds}
 
 
-def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, profile: Path | None) -> dict[str, Any]:
+def burst_round(
+    plane: ControlPlane, api: client.ApiClient, n: int, round_no: int, *, log: Path, profile: Path | None
+) -> tuple[dict[str, Any], Watcher]:
+    """One burst: a fresh operator over a namespace of its own, 8 threads create n LLMDeployments; apply ->
+    all three children present. Returns the figures and the namespace's (still open) watcher."""
     apiserver = plane.processes["kube-apiserver"].pid
-    row: dict[str, Any] = {"n": n, "steady_n": steady_n, **baselines(plane, api, n)}
-
-    burst_ns, steady_ns = make_namespace(api, f"burst-{n}"), make_namespace(api, f"steady-{n}")
-    status_ns = make_namespace(api, f"status-{n}")
-    log = Path(tempfile.mkdtemp(prefix="operator-scale-")) / f"operator-{n}.log"
-    operator = Operator(plane.kubeconfig, [burst_ns, steady_ns, status_ns], log).start()
-    burst, steady = Watcher(api, burst_ns), Watcher(api, steady_ns)
+    namespace = make_namespace(api, f"burst-{n}-{round_no}")
+    operator = Operator(plane.kubeconfig, [namespace], log).start()
+    watcher = Watcher(api, namespace)
+    row: dict[str, Any] = {}
     try:
         time.sleep(2)  # let kopf's watches settle so start-up is not counted
         row["operator_rss_start_mb"] = rss_mb(operator.pid)
         op_cpu0, api_cpu0, requests0 = cpu_seconds(operator.pid), cpu_seconds(apiserver), request_counts(plane)
         names = [f"d{i:05d}" for i in range(n)]
         with profiled(operator.pid, profile):
-            started = create_all(api, burst_ns, names, rate=None)
-            present = burst.wait_present(names, timeout=max(300, n))
+            started = create_all(api, namespace, names, rate=None)
+            present = watcher.wait_present(names, timeout=max(300, n))
         row["burst_missing"] = n - len(present)
         latencies = [present[name] - started[name] for name in present]
         row["burst_total_s"] = max(present.values()) - min(started.values())
@@ -507,8 +513,39 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
         row["burst_requests_per_object"] = {key: round(count / n, 2) for key, count in delta.most_common(20)}
         row["burst_drain_s"] = wait_idle(operator.pid)  # child events and kopf bookkeeping after the burst
         row["burst_drain_operator_cpu"] = cpu_seconds(operator.pid) - op_cpu0 - row["burst_operator_cpu"]
-        print(json.dumps(row), flush=True)
+        row["burst_rss_now_mb"], row["burst_rss_peak_mb"] = rss_mb(operator.pid), peak_rss_mb(operator.pid)
+    finally:
+        operator.stop()
+    return row, watcher
 
+
+def run_n(
+    plane: ControlPlane, api: client.ApiClient, n: int, *, steady_n: int, rounds: int, profile: Path | None
+) -> dict[str, Any]:
+    log = Path(tempfile.mkdtemp(prefix="operator-scale-")) / f"operator-{n}.log"
+    row: dict[str, Any] = {"n": n, "steady_n": steady_n, "rounds": []}
+    bursts: list[Watcher] = []
+    for round_no in range(rounds):
+        # Alternated (baselines first in even rounds, the burst first in odd ones), so neither side always
+        # meets the fuller etcd or the machine's slower minutes.
+        figures: dict[str, Any] = {"round": round_no}
+        for step in ("baselines", "burst") if round_no % 2 == 0 else ("burst", "baselines"):
+            if step == "baselines":
+                figures |= baselines(plane, api, n, round_no)
+            else:
+                burst, watcher = burst_round(
+                    plane, api, n, round_no, log=log, profile=profile if round_no == 0 else None
+                )
+                figures |= burst
+                bursts.append(watcher)
+        row["rounds"].append(figures)
+        print(json.dumps(figures), flush=True)
+
+    steady_ns, status_ns = make_namespace(api, f"steady-{n}"), make_namespace(api, f"status-{n}")
+    operator = Operator(plane.kubeconfig, [steady_ns, status_ns], log).start()
+    steady = Watcher(api, steady_ns)
+    try:
+        time.sleep(2)
         direct = steady_baseline(
             api, Kube.connect(str(plane.kubeconfig)), make_namespace(api, f"steady-base-{n}"), steady_n, rate=10
         )
@@ -523,13 +560,10 @@ def run_n(plane: ControlPlane, api: client.ApiClient, n: int, steady_n: int, pro
 
         delays, row["status_seen"] = status_propagation(api, plane, status_ns, min(100, steady_n), log)
         row["status_p50_ms"], row["status_p99_ms"] = 1000 * pct(delays, 50), 1000 * pct(delays, 99)
-        row["operator_rss_mb"] = peak_rss_mb(operator.pid)
-        row["operator_rss_now_mb"] = rss_mb(operator.pid)
-        row["operator_cpu_s"] = cpu_seconds(operator.pid)
-        row["objects"] = n + steady_n
     finally:
         operator.stop()
-    row |= resync(plane, [burst_ns, steady_ns], log, [burst, steady], n + steady_n)
+    watchers = [*bursts, steady]
+    row |= resync(plane, [w.namespace for w in watchers], log, watchers, rounds * n + steady_n)
     row["periodic_resync_writes"] = periodic_resync(plane, api, status_ns, log)
     row |= paced(plane, api, n, log)
     return row
@@ -561,6 +595,7 @@ def resync(
         time.sleep(max(10, objects / 50))
         return {
             "resync_writes": sum(sum(w.writes.values()) for w in watchers) - before,
+            "resync_objects": objects,
             "resync_operator_cpu": cpu_seconds(operator.pid) - cpu0,
         }
     finally:
@@ -590,17 +625,32 @@ def paced(plane: ControlPlane, api: client.ApiClient, n: int, log: Path) -> dict
         watcher.close()
 
 
+def spread(values: list[float], unit: str = "x", digits: int = 2) -> str:
+    """Median and range of per-round figures: "1.42x (1.31-1.58)"."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return f"{ordered[0]:.{digits}f}{unit}"
+    return f"{statistics.median(ordered):.{digits}f}{unit} ({ordered[0]:.{digits}f}-{ordered[-1]:.{digits}f})"
+
+
+def ratios(row: dict[str, Any], base: str) -> list[float]:
+    return [r["burst_total_s"] / r[base] for r in row["rounds"]]
+
+
+def markdown(spec: list[tuple[str, Callable[[dict[str, Any]], str]]], rows: list[dict[str, Any]]) -> str:
+    header = "| " + " | ".join(name for name, _ in spec) + " |"
+    rule = "|" + "|".join("---" for _ in spec) + "|"
+    body = ["| " + " | ".join(render(row) for _, render in spec) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    spec: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    """The goals' figures per N (per-round figures as median and range), then every round."""
+    summary: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("N", lambda r: str(r["n"])),
-        ("baseline s", lambda r: f"{r['baseline_s']:.1f}"),
-        ("burst total s", lambda r: f"{r['burst_total_s']:.1f}"),
-        ("ratio", lambda r: f"{r['burst_total_s'] / r['baseline_s']:.2f}x"),
-        (
-            "baseline with every write s (ratio)",
-            lambda r: f"{r['baseline_every_s']:.1f} ({r['burst_total_s'] / r['baseline_every_s']:.2f}x)",
-        ),
-        ("burst p50/p99 ms", lambda r: f"{r['burst_p50_ms']:.0f}/{r['burst_p99_ms']:.0f}"),
+        ("rounds", lambda r: str(len(r["rounds"]))),
+        ("burst / baseline", lambda r: spread(ratios(r, "baseline_s"))),
+        ("burst / baseline with every write", lambda r: spread(ratios(r, "baseline_every_s"))),
         ("steady 10/s p50/p99 ms", lambda r: f"{r['steady_p50_ms']:.0f}/{r['steady_p99_ms']:.0f}"),
         (
             "steady direct p50/p99 ms (op's share)",
@@ -610,40 +660,54 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"/+{r['steady_p99_ms'] - r['steady_base_p99_ms']:.0f})"
             ),
         ),
-        ("missing b/s", lambda r: f"{r.get('burst_missing', 0)}/{r.get('steady_missing', 0)}"),
+        ("missing b/s", lambda r: f"{sum(x['burst_missing'] for x in r['rounds'])}/{r['steady_missing']}"),
         ("status p50/p99 ms", lambda r: f"{r['status_p50_ms']:.0f}/{r['status_p99_ms']:.0f}"),
-        ("burst drain s", lambda r: f"{r['burst_drain_s']:.0f}"),
         (
-            "op CPU s burst+drain/total",
-            lambda r: f"{r['burst_operator_cpu'] + r['burst_drain_operator_cpu']:.1f}/{r['operator_cpu_s']:.1f}",
-        ),
-        ("apiserver CPU s base/burst", lambda r: f"{r['baseline_apiserver_cpu']:.1f}/{r['burst_apiserver_cpu']:.1f}"),
-        (
-            "op RSS MB start/now/peak (objects)",
+            "op RSS MB after a burst of N: now/peak",
             lambda r: (
-                f"{r['operator_rss_start_mb']:.0f}/{r['operator_rss_now_mb']:.0f}/{r['operator_rss_mb']:.0f}"
-                f" ({r['objects']})"
+                f"{max(x['burst_rss_now_mb'] for x in r['rounds']):.0f}"
+                f"/{max(x['burst_rss_peak_mb'] for x in r['rounds']):.0f}"
             ),
-        ),
-        (
-            "resync writes: restart (op CPU s), periodic",
-            lambda r: f"{r['resync_writes']} ({r['resync_operator_cpu']:.1f}), {r['periodic_resync_writes']}",
         ),
         (
             f"op RSS MB, N at {PACED_RATE:.0f}/s: now (peak)",
             lambda r: f"{r['paced_rss_now_mb']:.0f} ({r['paced_rss_peak_mb']:.0f})",
         ),
+        (
+            "resync writes: restart (objects, op CPU s), periodic",
+            lambda r: (
+                f"{r['resync_writes']} ({r['resync_objects']}, {r['resync_operator_cpu']:.1f}),"
+                f" {r['periodic_resync_writes']}"
+            ),
+        ),
     ]
-    header = "| " + " | ".join(name for name, _ in spec) + " |"
-    rule = "|" + "|".join("---" for _ in spec) + "|"
-    body = ["| " + " | ".join(render(row) for _, render in spec) + " |" for row in rows]
-    return "\n".join([header, rule, *body])
+    per_round: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("N", lambda r: str(r["n"])),
+        ("round (first)", lambda r: f"{r['round']} ({'baselines' if r['round'] % 2 == 0 else 'burst'})"),
+        ("baseline s", lambda r: f"{r['baseline_s']:.1f}"),
+        ("with every write s", lambda r: f"{r['baseline_every_s']:.1f}"),
+        ("burst total s", lambda r: f"{r['burst_total_s']:.1f}"),
+        (
+            "ratio (every write)",
+            lambda r: (
+                f"{r['burst_total_s'] / r['baseline_s']:.2f}x ({r['burst_total_s'] / r['baseline_every_s']:.2f}x)"
+            ),
+        ),
+        ("burst p50/p99 ms", lambda r: f"{r['burst_p50_ms']:.0f}/{r['burst_p99_ms']:.0f}"),
+        ("burst drain s", lambda r: f"{r['burst_drain_s']:.0f}"),
+        ("op CPU s burst+drain", lambda r: f"{r['burst_operator_cpu'] + r['burst_drain_operator_cpu']:.1f}"),
+        ("apiserver CPU s base/burst", lambda r: f"{r['baseline_apiserver_cpu']:.1f}/{r['burst_apiserver_cpu']:.1f}"),
+        ("requests per object", lambda r: f"{sum(r['burst_requests_per_object'].values()):.2f}"),
+    ]
+    rounds = [{"n": row["n"], **one} for row in rows for one in row["rounds"]]
+    return markdown(summary, rows) + "\n\n" + markdown(per_round, rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="deployments per burst (repeatable; default 200, 1000)")
     parser.add_argument("--steady-n", type=int, default=None, help="deployments at 10/s (default: min(N, 300))")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated baseline/burst rounds per N (default 3)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator during the largest burst here")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -659,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             steady_n = args.steady_n or min(n, 300)
             profile = args.profile if (args.profile and n == max(sizes)) else None
-            rows.append(run_n(plane, api, n, steady_n, profile))
+            rows.append(run_n(plane, api, n, steady_n=steady_n, rounds=args.rounds, profile=profile))
             print(json.dumps(rows[-1]), flush=True)
     shutil.rmtree(state, ignore_errors=True)
     print(table(rows))
