@@ -67,6 +67,7 @@ class RayHost:
     cluster_slots: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # cluster -> why no Ray runs for its pods
     _next_slot: int = 0
+    _handed_out: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -145,16 +146,25 @@ class RayHost:
             self.cluster_slots[cluster_key] = self._next_slot
         return self.cluster_slots[cluster_key]
 
+    def _free_port(self) -> int:
+        """A free port this lane has not handed out before. A node binds its ports a while after they are
+        picked, so a later pick could land on one not bound yet (a Serve start failed so: its HAProxy's
+        stats port was its own head's metrics port)."""
+        while (port := free_port()) in self._handed_out:
+            pass
+        self._handed_out.add(port)
+        return port
+
     def _env(self, slot: int) -> dict[str, str]:
         """The image's environment, plus what two clusters on one machine must not share: Serve's own
         listeners (fixed ports by default) and the ports its controller hands replicas (per cluster)."""
         env = {
             **CPU_ENV,
             **INGRESS_ENV,
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self._free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(self._free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(self._free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(self._free_port()),
             "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(16000 + 50 * slot),
             "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(16000 + 50 * slot + 49),
             "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(17000 + 50 * slot),
@@ -171,7 +181,7 @@ class RayHost:
         slot = self._slot(pod.cluster_key)
         node_slot = (slot * 3 + sum(1 for n in self.nodes.values() if n.pod.cluster_key == pod.cluster_key)) % 60
         worker_ports = (10002 + 100 * node_slot, 10002 + 100 * node_slot + 99)
-        ports = allocate_ports(pod.head, free_port, worker_ports)
+        ports = allocate_ports(pod.head, self._free_port, worker_ports)
         temp_dir = tempfile.mkdtemp(prefix="lr", dir="/tmp") if pod.head else ""  # Ray's sockets need short paths
         argv = ray_start(
             pod, ports, ray=str(BIN / "ray"), temp_dir=temp_dir, head_gcs=head.ports.gcs if head is not None else 0
