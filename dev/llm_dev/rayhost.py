@@ -375,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set():
             try:
                 host.sync()
-                (options.state_dir / "nodes.json").write_text(json.dumps(host.ports()))
+                # Replaced whole, never truncated in place: the lane reads it at any moment.
+                staged = options.state_dir / "nodes.json.new"
+                staged.write_text(json.dumps(host.ports()))
+                staged.replace(options.state_dir / "nodes.json")
                 if scraper is not None and scraper.write_config(host.scrape_configs()):
                     scraper.reload()
             except Exception:
