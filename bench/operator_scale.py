@@ -528,8 +528,9 @@ def run_n(
     for round_no in range(rounds):
         # Alternated (baselines first in even rounds, the burst first in odd ones), so neither side always
         # meets the fuller etcd or the machine's slower minutes.
-        figures: dict[str, Any] = {"round": round_no}
-        for step in ("baselines", "burst") if round_no % 2 == 0 else ("burst", "baselines"):
+        order = ("baselines", "burst") if round_no % 2 == 0 else ("burst", "baselines")
+        figures: dict[str, Any] = {"round": round_no, "first": order[0]}
+        for step in order:
             if step == "baselines":
                 figures |= baselines(plane, api, n, round_no)
             else:
@@ -625,12 +626,12 @@ def paced(plane: ControlPlane, api: client.ApiClient, n: int, log: Path) -> dict
         watcher.close()
 
 
-def spread(values: list[float], unit: str = "x", digits: int = 2) -> str:
-    """Median and range of per-round figures: "1.42x (1.31-1.58)"."""
-    ordered = sorted(values)
+def spread(ratios: list[float]) -> str:
+    """Median and range of per-round ratios: "1.42x (1.31-1.58)"."""
+    ordered = sorted(ratios)
     if len(ordered) == 1:
-        return f"{ordered[0]:.{digits}f}{unit}"
-    return f"{statistics.median(ordered):.{digits}f}{unit} ({ordered[0]:.{digits}f}-{ordered[-1]:.{digits}f})"
+        return f"{ordered[0]:.2f}x"
+    return f"{statistics.median(ordered):.2f}x ({ordered[0]:.2f}-{ordered[-1]:.2f})"
 
 
 def ratios(row: dict[str, Any], base: str) -> list[float]:
@@ -683,7 +684,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     per_round: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("N", lambda r: str(r["n"])),
-        ("round (first)", lambda r: f"{r['round']} ({'baselines' if r['round'] % 2 == 0 else 'burst'})"),
+        ("round (first)", lambda r: f"{r['round']} ({r['first']})"),
         ("baseline s", lambda r: f"{r['baseline_s']:.1f}"),
         ("with every write s", lambda r: f"{r['baseline_every_s']:.1f}"),
         ("burst total s", lambda r: f"{r['burst_total_s']:.1f}"),
