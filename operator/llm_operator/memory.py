@@ -83,6 +83,15 @@ class Answering:
     def for_generation(self, generation: int) -> tuple[bool, str, str] | None:
         return self.verdict if self.generation == generation else None
 
+    def aim(self, target: int | None) -> bool:
+        """Probe `target` from now on; whether it is a new one. A verdict holds for the cluster it was probed
+        on: once KubeRay stops reporting it RUNNING (a rollback's new cluster, a Serve update) the next one is
+        probed afresh, even for the same generation."""
+        if target == self.target:
+            return False
+        self.target, self.failures, self.generation, self.verdict = target, 0, None, None
+        return True
+
 
 @dataclass(slots=True)
 class _Seen:

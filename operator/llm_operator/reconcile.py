@@ -312,11 +312,9 @@ def _answering(memory: Memory, spec: LLMDeploymentSpec, generation: int, kuberay
     the verdict so far for it (None: no completion yet)."""
     state = memory.probe
     if not spec.probe.enabled:
-        state.target = None
+        state.aim(None)
         return Verdict(True, Reason.DISABLED, "spec.probe.enabled is false")
-    target = generation if kuberay == Phase.READY else None
-    if target != state.target:
-        state.target, state.failures = target, 0
+    if state.aim(generation if kuberay == Phase.READY else None):
         memory.probe_at = None  # the worklist probes a new target at once
     state.interval = float(spec.probe.interval_seconds)
     verdict = state.for_generation(generation)

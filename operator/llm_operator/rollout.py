@@ -195,7 +195,7 @@ def with_rollout(
 ) -> dict[str, Any]:
     """`status` with the rollout state and the RolledBack condition: True while `generation` is rolled back
     (the reason and message of the decision), False while it rolls out with a last good version to return
-    to, absent otherwise."""
+    to, absent otherwise. At the decision itself the phase is Upgrading: the last good spec is not applied yet."""
     status = {**status, **rollout.to_status()}
     before = find_condition(previous.get("conditions") or [], ROLLED_BACK)
     verdict: Verdict | None = None
@@ -205,7 +205,19 @@ def with_rollout(
             if before is not None and before.get("status") == "True"
             else Verdict(True, Reason.DEPLOY_FAILED, f"generation {generation} rolled back")
         )
-        if status["phase"] == Phase.READY and rollout.last_good is not None:
+        if decided is not None and rollout.last_good is not None:
+            # Decided just now: what serves is still this generation's own spec until the last good one is
+            # applied and KubeRay has deployed it.
+            good = rollout.last_good.generation
+            status["phase"] = str(Phase.UPGRADING)
+            readiness = Verdict(False, Reason.UPGRADING, f"rolling back to generation {good}'s spec")
+            status["conditions"] = [
+                conditions({ConditionType.READY: readiness}, generation=generation, previous=[cond], now=now)[0]
+                if cond["type"] == ConditionType.READY
+                else cond
+                for cond in status["conditions"]
+            ]
+        elif status["phase"] == Phase.READY and rollout.last_good is not None:
             status["conditions"] = [
                 {**cond, "message": f"{cond['message']} (generation {rollout.last_good.generation}'s spec)"}
                 if cond["type"] == ConditionType.READY

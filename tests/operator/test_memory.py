@@ -81,3 +81,14 @@ def test_a_late_copy_never_moves_the_recorded_version_back() -> None:
     assert memory.copy("RayService") is None  # the copy of version 8 is not the newest any more
     assert memory.pick(late) is late  # nothing newer to offer: the caller reads the object itself
     assert not memory.is_news(obj("12", "echo"))  # still at 12: our apply's echo is no news
+
+
+def test_a_probe_verdict_does_not_outlive_the_cluster_it_was_probed_on() -> None:
+    """KubeRay stops reporting the generation RUNNING (a rollback's new cluster): its verdict is gone, and
+    the same generation running again is probed afresh."""
+    probe = Memory().probe
+    assert probe.aim(2) and not probe.aim(2)
+    probe.generation, probe.verdict = 2, (True, "Answered", "a completion came back")
+    assert probe.for_generation(2) is not None
+    assert probe.aim(None) and probe.for_generation(2) is None
+    assert probe.aim(2) and probe.for_generation(2) is None and probe.failures == 0

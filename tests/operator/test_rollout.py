@@ -146,11 +146,16 @@ def test_status_round_trip_and_condition() -> None:
         "DeployFailed",
         2,
     )
-    assert "(generation 1's spec)" in shown["conditions"][0]["message"]
+    # At the decision the last good spec is not applied yet: not Ready, whatever served a moment ago.
+    assert shown["phase"] == "Upgrading"
+    assert (shown["conditions"][0]["status"], shown["conditions"][0]["reason"]) == ("False", "Upgrading")
+    assert shown["conditions"][0]["message"] == "rolling back to generation 1's spec"
+    assert shown["conditions"][0]["lastTransitionTime"] == T1
     assert shown["upgrade"]["rolledBack"] is True
-    # A later pass keeps the decision's reason and message.
+    # A later pass keeps the decision's reason and message, and says whose spec a Ready cluster runs.
     later = with_rollout(status, rolled, None, generation=2, previous=shown, now=LATE)
     assert next(cond for cond in later["conditions"] if cond["type"] == "RolledBack") == rolled_back
+    assert later["phase"] == "Ready" and "(generation 1's spec)" in later["conditions"][0]["message"]
     # While a generation rolls out: False, naming the one to return to; nothing when there is no upgrade.
     rolling = with_rollout(status, Rollout(LastGood(1, GOOD), Upgrade(2, T0)), None, generation=2, previous={}, now=T1)
     assert next(cond for cond in rolling["conditions"] if cond["type"] == "RolledBack")["status"] == "False"
