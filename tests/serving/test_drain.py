@@ -21,7 +21,11 @@ from llm_serving.local import free_port, stop_server, wait_until_routed, wait_un
 
 pytestmark = pytest.mark.serving
 
-STREAMS, MAX_TOKENS = 4, 3000
+# Streams long enough to outlast the scale-down: since the engine runs in one process the tiny model decodes
+# 4000 tokens in ~16 s per stream here, while a replica is stopped ~7-12 s after the signal (Serve raises a
+# drain under 5 s to 5 s); with 3000 tokens streams could finish first and nothing was cut (CI, stop 27).
+# 4000 is as far as the tiny model's 4096 positions go.
+STREAMS, MAX_TOKENS = 4, 4000
 REQUEST = {
     "model": "tiny",
     "prompt": "Tell a long story.",
@@ -32,13 +36,15 @@ REQUEST = {
 }
 
 
-def _stream(url: str, out: dict[str, object]) -> None:
-    """One streamed completion: tokens generated (the usage chunk) and how it ended."""
+def _stream(url: str, out: dict[str, object], under_way: threading.Event) -> None:
+    """One streamed completion: tokens generated (the usage chunk) and how it ended; `under_way` is set at
+    its first chunk."""
     tokens, finish = 0, None
     try:
         with httpx.stream("POST", f"{url}/v1/completions", json=REQUEST, timeout=300) as response:
             for line in response.iter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
+                    under_way.set()
                     chunk = json.loads(line[6:])
                     for choice in chunk["choices"]:
                         finish = choice.get("finish_reason") or finish
@@ -65,11 +71,13 @@ def _scale_down_during_streams(model: Path, tmp_path: Path, drain: float) -> lis
         # would go to one replica, and Serve would stop the idle one.
         wait_until_routed(port, replicas=2, timeout=120)
         results: list[dict[str, object]] = [{} for _ in range(STREAMS)]
-        threads = [threading.Thread(target=_stream, args=(url, result)) for result in results]
+        under_way = [threading.Event() for _ in results]
+        threads = [threading.Thread(target=_stream, args=(url, *pair)) for pair in zip(results, under_way, strict=True)]
         for thread in threads:
             thread.start()
-        time.sleep(2)  # every stream under way
-        process.send_signal(signal.SIGUSR1)
+        for event in under_way:
+            assert event.wait(timeout=60), results
+        process.send_signal(signal.SIGUSR1)  # every stream under way
         for thread in threads:
             thread.join(timeout=300)
         deadline = time.monotonic() + 120
