@@ -1,5 +1,9 @@
 """A test harness: the Serve app on the tiny model with two replicas and a given drain, scaled to one replica
-on SIGUSR1, as the operator's deployments are scaled down (`python -m tests.serving.drain_app`)."""
+on SIGUSR1 (`python -m tests.serving.drain_app`).
+
+The scale-down is a second `serve.run`, which gives the deployment a new code version: Serve replaces both
+replicas, each draining as configured. The operator's path (serveConfigV2 `deployments` overrides, a
+lightweight update) stops only the one scaled away; the drain each stopped replica gets is the same."""
 
 from __future__ import annotations
 
