@@ -56,14 +56,15 @@ class Processes:
         """Stop one process and whatever is left of its session."""
         process = self.running.pop(name, None)
         if process is not None:
-            stop_sessions([process.pid], grace, sig=sig)
+            stop_sessions([process.pid], grace, sig=sig, reap=lambda _: process.poll())
             process.wait()
             self._write_record()
 
     def stop_all(self, grace: float = 10) -> None:
         """Stop every process at once (signalled the last started first), SIGKILL what is left after `grace`."""
         processes = list(reversed(self.running.values()))
-        stop_sessions([p.pid for p in processes], grace)
+        by_pid = {p.pid: p for p in processes}
+        stop_sessions(list(by_pid), grace, reap=lambda pid: by_pid[pid].poll())
         for process in processes:
             process.wait()
         self.running.clear()
@@ -84,23 +85,36 @@ def stop_recorded(folder: Path, grace: float = 10) -> bool:
     return True
 
 
-def stop_sessions(leaders: Sequence[int], grace: float, *, sig: int = signal.SIGTERM) -> None:
+def stop_sessions(
+    leaders: Sequence[int], grace: float, *, sig: int = signal.SIGTERM, reap: Callable[[int], object] = lambda _: None
+) -> None:
     """Signal each session leader's process group, wait up to `grace` seconds in all, then SIGKILL what is
-    left of each session (Ray and Serve's HAProxy move some processes into groups of their own)."""
-    stop_groups(leaders, grace, sig=sig, then=kill_session)
+    left of each session (Ray and Serve's HAProxy move some processes into groups of their own). `reap`
+    collects a leader that is our own child once it exits: until then it stays in its group as a zombie."""
+    stop_groups(leaders, grace, sig=sig, then=kill_session, reap=reap)
 
 
 def stop_groups(
-    pgids: Sequence[int], grace: float, *, sig: int = signal.SIGTERM, then: Callable[[int], object] = lambda _: None
+    pgids: Sequence[int],
+    grace: float,
+    *,
+    sig: int = signal.SIGTERM,
+    then: Callable[[int], object] = lambda _: None,
+    reap: Callable[[int], object] = lambda _: None,
 ) -> None:
-    """Signal each process group, wait up to `grace` seconds in all for them to end, SIGKILL what is left;
-    then call `then` with each group's id."""
+    """Signal each process group, wait up to `grace` seconds in all for them to end (`reap` called with a
+    group's id before each look), SIGKILL what is left; then call `then` with each group's id."""
     for pgid in pgids:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
+
+    def alive(pgid: int) -> bool:
+        reap(pgid)
+        return group_alive(pgid)
+
     deadline = time.monotonic() + grace
     for pgid in pgids:
-        while time.monotonic() < deadline and group_alive(pgid):
+        while time.monotonic() < deadline and alive(pgid):
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
