@@ -119,7 +119,8 @@ class Proxy:
     async def _serve(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
+        # At shutdown, open connections (keep-alive, streams) get a moment, not aiohttp's 60 s.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self._session = ClientSession(timeout=ClientTimeout(total=None, sock_connect=5), auto_decompress=False)

@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 logger.exception("sync failed; again in a second")
             stop.wait(1)
     finally:
+        host.stop_all()  # first: the nodes are what must not outlive the lane
         proxy.stop()
-        host.stop_all()
     return 0
 
 
