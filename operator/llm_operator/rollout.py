@@ -205,25 +205,19 @@ def with_rollout(
             if before is not None and before.get("status") == "True"
             else Verdict(True, Reason.DEPLOY_FAILED, f"generation {generation} rolled back")
         )
-        if decided is not None and rollout.last_good is not None:
-            # Decided just now: what serves is still this generation's own spec until the last good one is
-            # applied and KubeRay has deployed it.
-            good = rollout.last_good.generation
-            status["phase"] = str(Phase.UPGRADING)
-            readiness = Verdict(False, Reason.UPGRADING, f"rolling back to generation {good}'s spec")
-            status["conditions"] = [
-                conditions({ConditionType.READY: readiness}, generation=generation, previous=[cond], now=now)[0]
-                if cond["type"] == ConditionType.READY
-                else cond
-                for cond in status["conditions"]
-            ]
-        elif status["phase"] == Phase.READY and rollout.last_good is not None:
-            status["conditions"] = [
-                {**cond, "message": f"{cond['message']} (generation {rollout.last_good.generation}'s spec)"}
-                if cond["type"] == ConditionType.READY
-                else cond
-                for cond in status["conditions"]
-            ]
+        ready = find_condition(status["conditions"], ConditionType.READY)
+        if ready is not None and rollout.last_good is not None:
+            good, shown = rollout.last_good.generation, ready
+            if decided is not None:
+                # Decided just now: what serves is still this generation's own spec until the last good one
+                # is applied and KubeRay has deployed it.
+                status["phase"] = str(Phase.UPGRADING)
+                readiness = Verdict(False, Reason.UPGRADING, f"rolling back to generation {good}'s spec")
+                verdicts: dict[str, Verdict] = {ConditionType.READY: readiness}
+                shown = conditions(verdicts, generation=generation, previous=[ready], now=now)[0]
+            elif status["phase"] == Phase.READY:
+                shown = {**ready, "message": f"{ready['message']} (generation {good}'s spec)"}
+            status["conditions"] = [shown if cond is ready else cond for cond in status["conditions"]]
     elif rollout.upgrade is not None and rollout.upgrade.generation == generation and rollout.last_good is not None:
         good, upgrade = rollout.last_good.generation, rollout.upgrade
         if upgrade.switched_at:
