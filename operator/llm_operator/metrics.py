@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter as Tally
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +22,8 @@ PROBE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 DEPLOYMENTS = Gauge("llm_operator_deployments", "LLMDeployments by phase.", ["phase"])
+for _phase in ("Pending", "Deploying", "Ready", "Upgrading", "Degraded", "Failed"):
+    DEPLOYMENTS.labels(phase=_phase).set(0)
 
 _phases: dict[tuple[str, str], str] = {}
 _guard = threading.Lock()
@@ -41,12 +42,16 @@ def reconcile_timer() -> Iterator[dict[str, str]]:
 
 
 def observe_phase(namespace: str, name: str, phase: str | None) -> None:
-    """Record an LLMDeployment's phase (None: deleted) and refresh the by-phase gauge."""
+    """Record an LLMDeployment's phase (None: deleted) and move the by-phase gauge. O(1): a status write
+    must not count every deployment (a 1000-object burst did, once per write)."""
+    key = (namespace, name)
     with _guard:
-        if phase is None:
-            _phases.pop((namespace, name), None)
-        else:
-            _phases[(namespace, name)] = phase
-        counts = Tally(_phases.values())
-        for known in ("Pending", "Deploying", "Ready", "Upgrading", "Degraded", "Failed"):
-            DEPLOYMENTS.labels(phase=known).set(counts.get(known, 0))
+        before = _phases.pop(key, None)
+        if phase is not None:
+            _phases[key] = phase
+        if before == phase:
+            return
+        if before is not None:
+            DEPLOYMENTS.labels(phase=before).dec()
+        if phase is not None:
+            DEPLOYMENTS.labels(phase=phase).inc()
