@@ -13,8 +13,8 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
     three children present (p50, p99, total); its RSS after;
   each round's ratio is against its own baselines; the table gives their median and range;
 - steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99); and its baseline, the
-  same requests made directly at 10/s (create, then the three applies at once): the operator's own share
-  is the difference;
+  same requests made directly at 10/s (create, then the three applies at once), in alternated blocks of
+  50 with the operator's: the operator's own share is the difference;
 - status propagation: KubeRay's own controller (watching one namespace of its own) writes each new
   RayService's first status -> the LLMDeployment's phase follows (Pending -> Deploying);
 - resync: the operator restarted over all objects (each is new to it: read and compared), and its
@@ -80,6 +80,7 @@ SPEC: dict[str, Any] = {"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "
 THREADS = 8
 PACED_RATE = 25.0
 RESYNC_SECONDS = 10
+STEADY_BLOCK = 50  # deployments per block of the steady phase, through the operator and directly in turn
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -346,10 +347,12 @@ def baseline(api: client.ApiClient, kube: Kube, namespace: str, n: int, *, every
     return time.monotonic() - started
 
 
-def steady_baseline(api: client.ApiClient, kube: Kube, namespace: str, n: int, *, rate: float) -> list[float]:
+def steady_baseline(
+    api: client.ApiClient, kube: Kube, namespace: str, n: int, *, rate: float, first: int = 0
+) -> list[float]:
     """The steady phase's requests made directly, one deployment every 1/`rate` s: the user's create, then
     its three children applied at once (as the operator applies them) and the status write. Latency from
-    the create to the last child applied, per deployment."""
+    the create to the last child applied, per deployment (names from `first` on)."""
     custom = client.CustomObjectsApi(api)
     settings, catalog, spec = from_env(), Catalog.default(), parse_spec(SPEC)
     latencies: list[float] = []
@@ -367,8 +370,28 @@ def steady_baseline(api: client.ApiClient, kube: Kube, namespace: str, n: int, *
     with ThreadPoolExecutor(THREADS) as pool:
         for i in range(n):
             time.sleep(max(0.0, begin + i / rate - time.monotonic()))
-            pool.submit(one, i)
+            pool.submit(one, first + i)
     return latencies
+
+
+def steady(
+    api: client.ApiClient, kube: Kube, watcher: Watcher, direct_namespace: str, n: int, *, rate: float
+) -> tuple[list[float], list[float], int]:
+    """n deployments at `rate`/s through the operator (in the watcher's namespace) and n made directly, in
+    alternated blocks of STEADY_BLOCK, so both meet the same minutes of the API server (its pauses, etcd's
+    compactions). Latencies through the operator, directly, and how many the operator left missing."""
+    names = [f"s{i:05d}" for i in range(n)]
+    started: dict[str, float] = {}
+    direct: list[float] = []
+    for block, first in enumerate(range(0, n, STEADY_BLOCK)):
+        size = min(STEADY_BLOCK, n - first)
+        for through_operator in (True, False) if block % 2 == 0 else (False, True):
+            if through_operator:
+                started |= create_all(api, watcher.namespace, names[first : first + size], rate=rate)
+            else:
+                direct += steady_baseline(api, kube, direct_namespace, size, rate=rate, first=first)
+    present = watcher.wait_present(names, timeout=max(300, n))
+    return [present[name] - started[name] for name in present], direct, n - len(present)
 
 
 def create_all(api: client.ApiClient, namespace: str, names: list[str], *, rate: float | None) -> dict[str, float]:
@@ -544,18 +567,18 @@ def run_n(
 
     steady_ns, status_ns = make_namespace(api, f"steady-{n}"), make_namespace(api, f"status-{n}")
     operator = Operator(plane.kubeconfig, [steady_ns, status_ns], log).start()
-    steady = Watcher(api, steady_ns)
+    steady_watch = Watcher(api, steady_ns)
     try:
         time.sleep(2)
-        direct = steady_baseline(
-            api, Kube.connect(str(plane.kubeconfig)), make_namespace(api, f"steady-base-{n}"), steady_n, rate=10
+        latencies, direct, row["steady_missing"] = steady(
+            api,
+            Kube.connect(str(plane.kubeconfig)),
+            steady_watch,
+            make_namespace(api, f"steady-base-{n}"),
+            steady_n,
+            rate=10,
         )
         row["steady_base_p50_ms"], row["steady_base_p99_ms"] = 1000 * pct(direct, 50), 1000 * pct(direct, 99)
-        steady_names = [f"s{i:05d}" for i in range(steady_n)]
-        started = create_all(api, steady_ns, steady_names, rate=10)
-        present = steady.wait_present(steady_names, timeout=max(300, steady_n))
-        row["steady_missing"] = steady_n - len(present)
-        latencies = [present[name] - started[name] for name in present]
         row["steady_p50_ms"], row["steady_p99_ms"] = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
         wait_idle(operator.pid)
 
@@ -563,7 +586,7 @@ def run_n(
         row["status_p50_ms"], row["status_p99_ms"] = 1000 * pct(delays, 50), 1000 * pct(delays, 99)
     finally:
         operator.stop()
-    watchers = [*bursts, steady]
+    watchers = [*bursts, steady_watch]
     row |= resync(plane, [w.namespace for w in watchers], log, watchers, rounds * n + steady_n)
     row["periodic_resync_writes"] = periodic_resync(plane, api, status_ns, log)
     row |= paced(plane, api, n, log)
@@ -657,8 +680,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             "steady direct p50/p99 ms (op's share)",
             lambda r: (
                 f"{r['steady_base_p50_ms']:.0f}/{r['steady_base_p99_ms']:.0f}"
-                f" (+{r['steady_p50_ms'] - r['steady_base_p50_ms']:.0f}"
-                f"/+{r['steady_p99_ms'] - r['steady_base_p99_ms']:.0f})"
+                f" ({r['steady_p50_ms'] - r['steady_base_p50_ms']:+.0f}"
+                f"/{r['steady_p99_ms'] - r['steady_base_p99_ms']:+.0f})"
             ),
         ),
         ("missing b/s", lambda r: f"{sum(x['burst_missing'] for x in r['rounds'])}/{r['steady_missing']}"),
