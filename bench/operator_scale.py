@@ -483,6 +483,44 @@ def status_propagation(
         terminate(kuberay, timeout=20)
 
 
+def write_costs(plane: ControlPlane, api: client.ApiClient, n: int = 500) -> list[dict[str, Any]]:
+    """The API server's and etcd's CPU per write, by kind: n of each, 8 threads, in a namespace watched as
+    the bursts are. What the baseline's 5 writes and the operator's 7 cost the server, before any client."""
+    namespace = make_namespace(api, "write-costs")
+    custom, kube = client.CustomObjectsApi(api), Kube.connect(str(plane.kubeconfig))
+    settings, catalog, spec = from_env(), Catalog.default(), parse_spec(SPEC)
+    servers = {name: plane.processes[name].pid for name in ("kube-apiserver", "etcd")}
+    created: dict[int, dict[str, Any]] = {}
+    children: dict[int, dict[str, dict[str, Any]]] = {}
+
+    def create(i: int) -> None:
+        created[i] = custom.create_namespaced_custom_object(*LD[:2], namespace, LD[2], manifest(f"w{i:05d}", namespace))
+        owner = Owner(f"w{i:05d}", namespace, created[i]["metadata"]["uid"])
+        children[i] = {body["kind"]: body for body in render_children(owner, spec, settings, catalog)}
+
+    writes: list[tuple[str, Callable[[int], Any]]] = [("POST LLMDeployment", create)]
+    writes += [(f"APPLY {kind}", lambda i, kind=kind: kube.apply(children[i][kind])) for kind in CHILDREN]
+    writes += [
+        ("POST ConfigMap (dashboard)", lambda i: kube.create(children[i]["ConfigMap"])),
+        ("PATCH LLMDeployment status", lambda i: kube.patch_status(namespace, f"w{i:05d}", {"phase": "Pending"})),
+        ("POST Event", lambda i: kube.post_event(created[i], "Normal", "Pending", "RayService created")),
+    ]
+    watcher, rows = Watcher(api, namespace), []
+    try:
+        time.sleep(1)
+        for name, write in writes:
+            before = {server: cpu_seconds(pid) for server, pid in servers.items()}
+            with ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(write, range(n)))
+            rows.append(
+                {"write": name}
+                | {server: 1000 * (cpu_seconds(pid) - before[server]) / n for server, pid in servers.items()}
+            )
+    finally:
+        watcher.close()
+    return rows
+
+
 def make_namespace(api: client.ApiClient, name: str) -> str:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
     return name
@@ -733,6 +771,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-n", type=int, default=None, help="deployments at 10/s (default: min(N, 300))")
     parser.add_argument("--rounds", type=int, default=3, help="alternated baseline/burst rounds per N (default 3)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator during the largest burst here")
+    parser.add_argument(
+        "--write-costs", action="store_true", help="first measure the server CPU of each kind of write (~20 s)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     sizes = args.n or [200, 1000]
@@ -744,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     with ControlPlane(state, binaries=find_binaries(), with_controller_manager=False) as plane:
         plane.install_crds()  # all four of KubeRay's: its controller runs in the status phase
         api = official_client(plane.kubeconfig)
+        costs = write_costs(plane, api) if args.write_costs else []
         for n in sizes:
             steady_n = args.steady_n or min(n, 300)
             profile = args.profile if (args.profile and n == max(sizes)) else None
@@ -751,6 +793,18 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     shutil.rmtree(state, ignore_errors=True)
     print(table(rows))
+    if costs:
+        print("\nServer CPU per write (ms, 500 of each on a fresh cluster):\n")
+        print(
+            markdown(
+                [
+                    ("write", lambda r: r["write"]),
+                    ("kube-apiserver", lambda r: f"{r['kube-apiserver']:.2f}"),
+                    ("etcd", lambda r: f"{r['etcd']:.2f}"),
+                ],
+                costs,
+            )
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if args.profile and args.profile.exists():
         print(summarize_profile(args.profile))
