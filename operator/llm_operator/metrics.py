@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from llm_operator.constants import Phase
+
 RECONCILES = Counter("llm_operator_reconciles_total", "Reconciles of LLMDeployments, by result.", ["result"])
 RECONCILE_SECONDS = Histogram(
     "llm_operator_reconcile_duration_seconds",
@@ -22,8 +24,8 @@ PROBE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 DEPLOYMENTS = Gauge("llm_operator_deployments", "LLMDeployments by phase.", ["phase"])
-for _phase in ("Pending", "Deploying", "Ready", "Upgrading", "Degraded", "Failed"):
-    DEPLOYMENTS.labels(phase=_phase).set(0)
+for _phase in Phase:
+    DEPLOYMENTS.labels(phase=_phase.value).set(0)
 
 _phases: dict[tuple[str, str], str] = {}
 _guard = threading.Lock()
