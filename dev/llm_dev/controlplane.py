@@ -28,6 +28,8 @@ from llm_dev.binaries import CACHE, REPO_ROOT, Binaries, find_binaries
 from llm_dev.processes import Processes, stop_recorded, terminate
 from llm_serving.local import free_port
 
+# Who uses whom: the controller manager the API server, the API server etcd.
+STOP_ORDER = ("kube-controller-manager", "kube-apiserver", "etcd")
 CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
@@ -203,8 +205,10 @@ class ControlPlane:
         )
 
     def apiserver_args(self, port: int) -> list[str]:
-        """kube-apiserver flags: loopback only, RBAC on, service-account tokens signed by our key, and the
-        admission plugin that makes ownerReferences need permissions (on in OpenShift, off by default)."""
+        """kube-apiserver flags: loopback only, RBAC on, service-account tokens signed by our key, the
+        admission plugin that makes ownerReferences need permissions (on in OpenShift, off by default), and
+        open watches ended on SIGTERM, as a managed control plane's rolling restart ends them (without it the
+        server waits on every open watch and is killed after the grace period: 10 s for a restart)."""
         assert self.binaries
         pki = self.pki
         return [
@@ -224,6 +228,7 @@ class ControlPlane:
             "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             f"--cert-dir={self.state_dir / 'certs'}",
+            "--shutdown-watch-termination-grace-period=2s",
         ]
 
     def _start_apiserver(self, port: int | None = None) -> None:
@@ -332,6 +337,15 @@ class ControlPlane:
         self._start_apiserver()
         self._wait_ready()
 
+    def restart_etcd(self, downtime: float = 0.0) -> None:
+        """Stop etcd (kube-apiserver keeps running and fails its requests), wait `downtime` seconds, start it
+        again with the same flags."""
+        args = [str(arg) for arg in self.processes["etcd"].args]
+        self._terminate("etcd")
+        time.sleep(downtime)
+        self._spawn("etcd", args)
+        self._wait_ready()
+
     def _terminate(self, name: str) -> None:
         process = self.processes.get(name)
         if process is not None:
@@ -339,10 +353,10 @@ class ControlPlane:
             self.children.running.pop(name)
 
     def stop(self) -> None:
-        """Stop every process this control plane started, the last started first, each once the one after it
-        has ended: with etcd still up the API server stops in about a second; signalled together, it waited
-        out the whole grace period for etcd (10 s)."""
-        for name in reversed(list(self.children.running)):
+        """Stop every process this control plane started, each once those that use it have ended: with etcd
+        still up the API server stops in about a second; signalled together, it waited out the whole grace
+        period for etcd (10 s)."""
+        for name in sorted(self.children.running, key=STOP_ORDER.index):
             self.children.stop(name)
         self.children.stop_all()  # nothing left to stop: removes the record
 

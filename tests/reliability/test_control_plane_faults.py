@@ -22,17 +22,6 @@ pytestmark = pytest.mark.cluster  # its own control plane, not the session `clus
 BOUND = float(os.environ.get("RELIABILITY_RECONNECT_BOUND", "15"))
 
 
-def restart_etcd(cluster: Cluster, downtime: float) -> None:
-    """Stop etcd (kube-apiserver keeps running and fails its requests), start it again with the same flags."""
-    plane = cluster.plane
-    assert plane is not None
-    args = [str(arg) for arg in plane.processes["etcd"].args]
-    plane._terminate("etcd")
-    time.sleep(downtime)
-    plane._spawn("etcd", args)
-    plane._wait_ready()
-
-
 @pytest.fixture(scope="module")
 def faulty(own_cluster: Cluster) -> Iterator[Cluster]:
     assert own_cluster.plane is not None
@@ -57,7 +46,7 @@ def test_operator_reconnects_and_converges(faulty: Cluster, run_operator: Callab
     faults: dict[str, Callable[[], None]] = {
         "apiserver-restart": lambda: plane.restart_apiserver(0),
         "apiserver-down-3s": lambda: plane.restart_apiserver(3),
-        "etcd-down-3s": lambda: restart_etcd(faulty, 3),
+        "etcd-down-3s": lambda: plane.restart_etcd(3),
     }
     took: dict[str, float] = {}
     for round_, (fault, inject) in enumerate(faults.items()):
