@@ -340,7 +340,8 @@ class ControlPlane:
     def restart_etcd(self, downtime: float = 0.0) -> None:
         """Stop etcd (kube-apiserver keeps running and fails its requests), wait `downtime` seconds, start it
         again with the same flags."""
-        args = [str(arg) for arg in self.processes["etcd"].args]
+        args = self.processes["etcd"].args
+        assert isinstance(args, list)  # as `_start_etcd` gave them
         self._terminate("etcd")
         time.sleep(downtime)
         self._spawn("etcd", args)
