@@ -2,7 +2,10 @@
 
 One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N (default 200 and 1000):
 
-- rounds (default 3), alternated: baselines first in even rounds, the burst first in odd ones:
+- rounds (default 4), alternated: baselines first in even rounds, the burst first in odd ones (an even
+  count gives each side each position equally often: a burst leaves its objects behind for the resync
+  phase, so what runs later in a round meets a fuller cluster; the baselines' objects are deleted once
+  measured, as the API server's CPU per write grows with what it holds):
   - baseline: 8 threads create, per deployment, what the operator's work amounts to: the LLMDeployment
     (the user's create, official kubernetes client, as in the operator runs), then through the operator's
     own client library (`llm_operator.k8s`) its RayService + ServiceMonitor + PodMonitor as rendered by our
@@ -29,7 +32,7 @@ resync on.
 "Children present" and phase changes are seen through watches (metadata-only for children), so the
 measurement does not poll the API server.
 
-    .venv/bin/python bench/operator_scale.py                 # N = 200 and 1000, 3 rounds each
+    .venv/bin/python bench/operator_scale.py                 # N = 200 and 1000, 4 rounds each
     .venv/bin/python bench/operator_scale.py --n 100 --steady-n 50 --rounds 1 --profile /tmp/prof
 """
 
@@ -543,7 +546,20 @@ def baselines(plane: ControlPlane, api: client.ApiClient, n: int, round_no: int)
     finally:
         for watcher in watchers:
             watcher.close()
+    for namespace in (plain, every):
+        clear(api, namespace)
+    wait_idle(apiserver, busy=0.2)
     return {"baseline_s": seconds, "baseline_apiserver_cpu": cpu, "baseline_every_s": every_seconds}
+
+
+def clear(api: client.ApiClient, namespace: str) -> None:
+    """Delete what a baseline wrote in `namespace` (the namespace itself stays: no namespace controller runs)."""
+    custom = client.CustomObjectsApi(api)
+    for group, version, plural in (LD, *CHILDREN.values()):
+        custom.delete_collection_namespaced_custom_object(group, version, namespace, plural)
+    core = client.CoreV1Api(api)
+    core.delete_collection_namespaced_config_map(namespace)
+    core.delete_collection_namespaced_event(namespace)
 
 
 def burst_round(
@@ -769,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="deployments per burst (repeatable; default 200, 1000)")
     parser.add_argument("--steady-n", type=int, default=None, help="deployments at 10/s (default: min(N, 300))")
-    parser.add_argument("--rounds", type=int, default=3, help="alternated baseline/burst rounds per N (default 3)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternated baseline/burst rounds per N (default 4)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator during the largest burst here")
     parser.add_argument(
         "--write-costs", action="store_true", help="first measure the server CPU of each kind of write (~20 s)"
