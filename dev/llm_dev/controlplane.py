@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -330,9 +331,10 @@ class ControlPlane:
             else:
                 time.sleep(0.2)
 
-    def restart_apiserver(self, downtime: float = 0.0) -> None:
-        """Stop kube-apiserver, wait `downtime` seconds, start it again on the same port."""
-        self._terminate("kube-apiserver")
+    def restart_apiserver(self, downtime: float = 0.0, *, sig: int = signal.SIGTERM) -> None:
+        """Stop kube-apiserver with `sig` (SIGKILL: a crash, its connections reset mid-stream), wait
+        `downtime` seconds, start it again on the same port."""
+        self._terminate("kube-apiserver", sig=sig)
         time.sleep(downtime)
         self._start_apiserver()
         self._wait_ready()
@@ -347,10 +349,10 @@ class ControlPlane:
         self._spawn("etcd", args)
         self._wait_ready()
 
-    def _terminate(self, name: str) -> None:
+    def _terminate(self, name: str, *, sig: int = signal.SIGTERM) -> None:
         process = self.processes.get(name)
         if process is not None:
-            terminate(process)
+            terminate(process, sig=sig)
             self.children.running.pop(name)
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""kube-apiserver restarted and etcd briefly gone while the operator runs: it reconnects and converges alone.
+"""kube-apiserver restarted or killed, and etcd briefly gone, while the operator runs: it reconnects and
+converges alone.
 
 Uses its own control plane (these faults would disturb every other test on the session cluster).
 """
@@ -6,6 +7,7 @@ Uses its own control plane (these faults would disturb every other test on the s
 from __future__ import annotations
 
 import os
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -45,6 +47,7 @@ def test_operator_reconnects_and_converges(faulty: Cluster, run_operator: Callab
     wait_converged(faulty, namespace, timeout=60)
     faults: dict[str, Callable[[], None]] = {
         "apiserver-restart": lambda: plane.restart_apiserver(0),
+        "apiserver-crash": lambda: plane.restart_apiserver(0, sig=signal.SIGKILL),
         "apiserver-down-3s": lambda: plane.restart_apiserver(3),
         "etcd-down-3s": lambda: plane.restart_etcd(3),
     }
