@@ -20,7 +20,7 @@ from tests.kuberay.conftest import LD, READY_TIMEOUT_S, RS, LaneCluster, get, ti
 from tests.kuberay.traffic import Client
 from tests.kubeutil import condition, wait_for
 
-WINDOW_S = 30  # the shortest window the CRD allows
+WINDOW_S = 45
 # Three clients each sending a 128-token completion 0.3 s after the last answer. The tiny model decodes a
 # token in about a millisecond here, so with one sequence at a time most requests wait for another's 128
 # tokens before their first: TTFT p90 ~130 ms against ~20 ms batched, measured with these settings on
@@ -58,7 +58,7 @@ def test_a_slower_generation_is_rolled_back_only_with_the_guard_on(
 
     # Load only during the two windows (an engine kept busy slows the next one's start on two cores).
     with Client(lane, namespace, "r", **LOAD) as before:
-        time.sleep(WINDOW_S + 5)  # the last good generation's window: the one before the upgrade begins
+        time.sleep(WINDOW_S + 15)  # the last good generation's window: the one before the upgrade begins
     patch('{"spec":{"engine":{"maxNumSeqs":1}}}')
     wait_for(
         lambda: (status().get("upgrade") or {}).get("switchedAt"), timeout=READY_TIMEOUT_S, interval=1, what="switch"
