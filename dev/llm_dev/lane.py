@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llm_dev import nodes, weights
+import yaml
+
+from llm_dev import nodes, raypod_stages, weights
 from llm_dev.binaries import CACHE
 from llm_dev.controlplane import ControlPlane
 from llm_dev.processes import Processes, stop_recorded
@@ -100,7 +102,7 @@ class Lane:
                     "--cidr=10.244.0.0/16",
                     "--node-ip=10.0.0.1",
                     f"--server-address=127.0.0.1:{free_port()}",
-                    *(f"--config={path}" for path in _stage_files(stages)),
+                    *(f"--config={path}" for path in [*_stage_files(stages), self._ray_pod_stages()]),
                 ],
             )
             self._create_nodes()
@@ -167,6 +169,11 @@ class Lane:
             time.sleep(0.3)
         self.plane.kubectl("taint", "nodes", *names, f"{NOT_READY_TAINT}:NoSchedule-", check=False)
 
+    def _ray_pod_stages(self) -> Path:
+        path = self.state_dir / "ray-pod-stages.yaml"
+        path.write_text(yaml.safe_dump_all(raypod_stages.stages(), sort_keys=False))
+        return path
+
     def nodes(self) -> dict[str, dict[str, object]]:
         """The local Ray nodes rayhost runs now: pod (namespace/name) -> role, cluster, ports."""
         path = self.state_dir / "rayhost" / "nodes.json"
@@ -194,7 +201,8 @@ class Lane:
 
 def _stage_files(stages: Path) -> list[Path]:
     """KWOK's own stage files, read from its module in the Go module cache: nodes become Ready and keep a
-    heartbeat, pods become Running and Ready (with an IP from --cidr) and go when deleted."""
+    heartbeat, pods become Running and Ready (with an IP from --cidr) and go when deleted. Ray pods turn
+    Ready later, by stages of ours (`raypod_stages`)."""
     folders = [stages / "node" / "fast", stages / "node" / "heartbeat", stages / "pod" / "fast"]
     return sorted(path for folder in folders for path in folder.glob("*.yaml") if path.name != "kustomization.yaml")
 

@@ -3,14 +3,15 @@
     python -m llm_dev.rayhost --kubeconfig K --state-dir D --proxy-port P [--hf-home H]
                               [--prometheus-dir D --prometheus-port P]
 
-Every second it lists the pods KubeRay created (label `ray.io/cluster`) and makes the local Ray nodes
-match the Running ones (`podray`): a head pod's node starts Serve on its own port (before KubeRay may
-deploy to it: until then the network does not route to its dashboard), a worker pod's node joins its
-head. A pod that goes away takes its node along. All nodes share the image's environment (the Serve app's
-HAProxy ingress, CPU engine settings, `HF_HOME` with the weights the lane seeded) and the per-cluster
-ports no two clusters on one machine may share. `clusternet` serves the network on `--proxy-port`.
-With a Prometheus, it plays prometheus-operator for the live ServiceMonitors and PodMonitors: their
-selected pods' local metrics ports become scrape targets (`prometheus.scrape_configs`), reloaded on change.
+Every second it lists the pods KubeRay created (label `ray.io/cluster`) and makes the local Ray nodes match
+the Running ones (`podray`): a head pod's node starts Serve on its own port (before KubeRay may deploy to it:
+until then the network does not route to its dashboard), a worker pod's node joins its head. Once a node is up
+its pod turns Ready, as its readiness probe would (`raypod_stages`). A pod that goes away takes its node
+along. All nodes share the image's environment (the Serve app's HAProxy ingress, CPU engine settings,
+`HF_HOME` with the weights the lane seeded) and the per-cluster ports no two clusters on one machine may
+share. `clusternet` serves the network on `--proxy-port`. With a Prometheus, it plays prometheus-operator for
+the live ServiceMonitors and PodMonitors: their selected pods' local metrics ports become scrape targets
+(`prometheus.scrape_configs`), reloaded on change.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from llm_dev import clusternet, prometheus, weights
+from llm_dev import clusternet, prometheus, raypod_stages, weights
 from llm_dev.podray import PORT_ROLES, NodePorts, RayPod, allocate_ports, ray_pod, ray_start, serve_start
 from llm_dev.processes import Processes
 from llm_serving.local import CPU_ENV, INGRESS_ENV, free_port
@@ -190,8 +191,16 @@ class RayHost:
         process = self.children.spawn(name, argv, env=self._env(slot))
         self.nodes[pod.key] = LocalNode(pod, ports, process, temp_dir)
         logger.info("pod %s: started a local Ray %s node (%s)", pod.key, "head" if pod.head else "worker", name)
-        if pod.head:
-            threading.Thread(target=self._start_serve, args=(pod.key,), daemon=True).start()
+        start = self._start_serve if pod.head else self._join
+        threading.Thread(target=start, args=(pod.key,), daemon=True).start()
+
+    def _join(self, key: str) -> None:
+        """A worker's node is up once its raylet listens: its pod may turn Ready."""
+        node = self.nodes[key]
+        while node.process.poll() is None and not _listening(node.ports.node_manager):
+            time.sleep(0.5)
+        if node.process.poll() is None:
+            self._mark_ready(node.pod)
 
     def _start_serve(self, key: str) -> None:
         """Serve on the head's own port, before KubeRay may deploy (then the dashboard is routed)."""
@@ -211,8 +220,20 @@ class RayHost:
         if result.returncode == 0 and node.process.poll() is None:
             node.serving = True
             logger.info("pod %s: Serve started on :%d", key, node.ports.serve)
+            self._mark_ready(node.pod)
         else:
             logger.error("pod %s: serve start failed (%s); see %s", key, result.returncode, log)
+
+    def _mark_ready(self, pod: RayPod) -> None:
+        """Tell KWOK the pod's readiness probe would pass now (`raypod_stages`)."""
+        from kubernetes.client.exceptions import ApiException
+
+        patch = {"metadata": {"annotations": {raypod_stages.READY_ANNOTATION: raypod_stages.READY_VALUE}}}
+        try:
+            self.core.patch_namespaced_pod(pod.name, pod.namespace, patch)
+        except ApiException as error:
+            if error.status != 404:  # a pod deleted meanwhile needs no readiness
+                raise
 
     def _stop(self, key: str) -> None:
         node = self.nodes.pop(key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from llm_dev.prometheus import selects
+from llm_dev.raypod_stages import READY_ANNOTATION
 from tests.conftest import OperatorProcess
 from tests.kuberay.conftest import LD, RC, READY_TIMEOUT_S, RS, LaneCluster, get, tiny, wait_ready
 from tests.kuberay.traffic import Client, complete, openai_client
@@ -44,6 +45,13 @@ def test_create_ready_answer_upgrade_delete(lane: LaneCluster, namespace: str, o
     assert nodes["head"] == "cpu-m5-4xlarge" and nodes["worker"] in ("gpu-g5-12xlarge", "gpu-g5-2xlarge-mng"), nodes
 
     ready = wait_ready(lane, namespace, "m", 1)
+    # Each Ray pod turned Ready only once the local Ray node standing in for it was up, as its readiness
+    # probe would: the head once Serve listened, seconds after KWOK made it Running.
+    pods = lane.cluster.core.list_namespaced_pod(namespace, label_selector="ray.io/cluster").items
+    assert {p.metadata.annotations.get(READY_ANNOTATION) for p in pods} == {"up"}
+    head = next(p for p in pods if p.metadata.labels["ray.io/node-type"] == "head")
+    since = {c.type: (c.status, c.last_transition_time) for c in head.status.conditions}
+    assert since["Ready"][0] == "True" and since["Ready"][1] > since["Initialized"][1], since
     rayservice = get(lane, RS, namespace, "m")
     assert rayservice["status"]["observedGeneration"] == rayservice["metadata"]["generation"]
     assert _status_managers(rayservice) == {"kuberay-operator"}, rayservice["metadata"]["managedFields"]

@@ -1,8 +1,10 @@
 """The longest name the CRD admits, end to end: KubeRay accepts the RayService named after it (capped with a
 hash at KubeRay's 47 characters) and builds its cluster; the monitors carry the whole name, and switching
-monitoring off removes them. The model is not in the lane's weight cache: no Ray runs."""
+monitoring off removes them. The model is not in the lane's weight cache: no Ray runs, so no Ray pod is Ready."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from llm_operator.naming import rayservice_name
 from tests.conftest import OperatorProcess
@@ -34,6 +36,14 @@ def test_a_63_character_name_end_to_end(lane: LaneCluster, namespace: str, opera
     )
     assert condition(status, "RayServiceReady")["reason"] != "ValidationFailed"
     assert lane.cluster.get(*SM, namespace, name) and lane.cluster.get(*PM, namespace, name)
+
+    # With no Ray node behind them, KubeRay's pods are Running (KWOK) but never Ready.
+    def running() -> list[Any] | None:
+        pods = lane.cluster.core.list_namespaced_pod(namespace, label_selector="ray.io/cluster").items
+        return pods if len(pods) == 2 and {p.status.phase for p in pods} == {"Running"} else None
+
+    pods = wait_for(running, timeout=60, what="the head and the worker Running")
+    assert all(c.status == "False" for p in pods for c in p.status.conditions if c.type == "Ready")
 
     lane.cluster.kubectl(
         "patch", "llmd", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"monitoring":{"enabled":false}}}'
