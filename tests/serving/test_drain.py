@@ -22,9 +22,10 @@ from llm_serving.local import free_port, stop_server, wait_until_routed, wait_un
 pytestmark = pytest.mark.serving
 
 # Streams long enough to outlast the scale-down: since the engine runs in one process the tiny model decodes
-# 4000 tokens in ~16 s per stream here, while a replica is stopped ~7-12 s after the signal (Serve raises a
-# drain under 5 s to 5 s); with 3000 tokens streams could finish first and nothing was cut (CI, stop 27).
-# 4000 is as far as the tiny model's 4096 positions go.
+# 4000 tokens in ~16 s per stream here, while the replica scaled away stops 1-2 s after the signal when its
+# drain is short. (When the scale-down replaced both replicas, a replica stopped ~7-12 s after the signal and
+# with 3000 tokens streams could finish first: nothing was cut, CI, stop 27.) 4000 is as far as the tiny
+# model's 4096 positions go.
 STREAMS, MAX_TOKENS = 4, 4000
 REQUEST = {
     "model": "tiny",
