@@ -52,12 +52,13 @@ class Processes:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
 
-    def stop(self, name: str, *, sig: int = signal.SIGTERM, grace: float = 10) -> None:
-        """Stop one process and whatever is left of its session."""
-        process = self.running.pop(name, None)
-        if process is not None:
-            stop_sessions([process.pid], grace, sig=sig, reap=lambda _: process.poll())
-            process.wait()
+    def stop(self, *names: str, sig: int = signal.SIGTERM, grace: float = 10) -> None:
+        """Stop processes and whatever is left of their sessions, all signalled at once: `grace` in all."""
+        by_pid = {p.pid: p for p in (self.running.pop(name, None) for name in names) if p is not None}
+        if by_pid:
+            stop_sessions(list(by_pid), grace, sig=sig, reap=lambda pid: by_pid[pid].poll())
+            for process in by_pid.values():
+                process.wait()
             self._write_record()
 
     def stop_all(self, grace: float = 10) -> None:
