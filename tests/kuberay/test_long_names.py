@@ -43,7 +43,7 @@ def test_a_63_character_name_end_to_end(lane: LaneCluster, namespace: str, opera
         return pods if len(pods) == 2 and {p.status.phase for p in pods} == {"Running"} else None
 
     pods = wait_for(running, timeout=60, what="the head and the worker Running")
-    assert all(c.status == "False" for p in pods for c in p.status.conditions if c.type == "Ready")
+    assert [c.status for p in pods for c in p.status.conditions if c.type == "Ready"] == ["False", "False"]
 
     lane.cluster.kubectl(
         "patch", "llmd", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"monitoring":{"enabled":false}}}'

@@ -22,6 +22,7 @@ from llm_serving.config import DEPLOYMENT_NAME, parse_args, replica_args, serve_
 from llm_serving.local import CPU_ENV, HAPROXY_ENV, free_port
 
 APP = "llm"
+DEPLOY_TIMEOUT_S = 300
 
 
 def args_for(model: str, replicas: int, drain: float) -> dict[str, Any]:
@@ -63,7 +64,8 @@ def deploy(dashboard: str, config: dict[str, Any], replicas: int) -> None:
         method="PUT",
     )
     urllib.request.urlopen(request, timeout=60).close()
-    while True:
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while time.monotonic() < deadline:
         app = serve.status().applications.get(APP)
         states = (
             dict(app.deployments[DEPLOYMENT_NAME].replica_states) if app and DEPLOYMENT_NAME in app.deployments else {}
@@ -71,6 +73,7 @@ def deploy(dashboard: str, config: dict[str, Any], replicas: int) -> None:
         if app is not None and app.status == "RUNNING" and states == {"RUNNING": replicas}:
             return
         time.sleep(0.5)
+    raise SystemExit(f"not {replicas} running replicas after {DEPLOY_TIMEOUT_S} s: {serve.status()}")
 
 
 def main() -> int:
@@ -92,7 +95,13 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, lambda *_: scale.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     dashboard_port = free_port()
-    ray.init(num_cpus=6, dashboard_host="127.0.0.1", dashboard_port=dashboard_port, _temp_dir=options.temp_dir)
+    ray.init(
+        num_cpus=6,
+        include_dashboard=True,  # KubeRay's way in: the Serve config is PUT to it
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
+        _temp_dir=options.temp_dir,
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": options.port})
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     deploy(dashboard, serve_config(options.model, 2, options.drain), 2)
