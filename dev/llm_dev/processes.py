@@ -63,12 +63,7 @@ class Processes:
 
     def stop_all(self, grace: float = 10) -> None:
         """Stop every process at once (signalled the last started first), SIGKILL what is left after `grace`."""
-        processes = list(reversed(self.running.values()))
-        by_pid = {p.pid: p for p in processes}
-        stop_sessions(list(by_pid), grace, reap=lambda pid: by_pid[pid].poll())
-        for process in processes:
-            process.wait()
-        self.running.clear()
+        self.stop(*reversed(self.running), grace=grace)
         with contextlib.suppress(FileNotFoundError):
             self.record.unlink()
 

@@ -201,16 +201,14 @@ class RayHost:
     def _join(self, key: str) -> None:
         """A worker's node is up once its raylet listens: its pod may turn Ready."""
         node = self.nodes[key]
-        while node.process.poll() is None and not _listening(node.ports.node_manager):
-            time.sleep(0.5)
-        if node.process.poll() is None:
+        if _wait_listening(node, node.ports.node_manager):
             self._mark_ready(node.pod)
 
     def _start_serve(self, key: str) -> None:
         """Serve on the head's own port, before KubeRay may deploy (then the dashboard is routed)."""
         node = self.nodes[key]
-        while node.process.poll() is None and not _listening(node.ports.gcs):
-            time.sleep(0.5)
+        if not _wait_listening(node, node.ports.gcs):
+            return  # the node died starting: the sync loop starts a new one
         env = {**os.environ, **CPU_ENV, **INGRESS_ENV, "RAY_ADDRESS": f"127.0.0.1:{node.ports.gcs}"}
         log = self.children.folder / f"{node.pod.namespace}.{node.pod.name}.serve.log"
         with log.open("ab") as out:
@@ -369,6 +367,15 @@ def _camel(item: dict[str, Any]) -> dict[str, Any]:
         "spec": {"containers": containers},
         "status": {"phase": status.get("phase"), "podIP": status.get("pod_ip")},
     }
+
+
+def _wait_listening(node: LocalNode, port: int) -> bool:
+    """Wait until the node's `port` listens; False if its process ended first."""
+    while node.process.poll() is None:
+        if _listening(port):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def _listening(port: int) -> bool:
