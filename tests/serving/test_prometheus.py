@@ -2,7 +2,8 @@
 our monitors render; after load from `llm-client`, every dashboard query returns data, and the operator
 writes live figures into status.metrics (stale, with a condition, once Prometheus is gone).
 
-One app start, one Prometheus and one operator for the whole module. The single local Ray node stands in
+The app is the serving tests' own (`serving_app`: here, so the suite starts one app, not two); one
+Prometheus and one operator for the whole module. The single local Ray node stands in
 for both the head pod (ServiceMonitor job) and a GPU worker pod (PodMonitor job): both jobs scrape it, so
 sums count it twice; quantiles and "has data" are unaffected.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,21 +32,16 @@ from llm_operator.models import parse_spec
 from llm_operator.render.common import Owner
 from llm_operator.render.panels import PANELS, selector
 from llm_operator.settings import Settings
-from llm_serving.local import command as local_command
-from llm_serving.local import free_port, stop_server, wait_until_serving
-from llm_serving.tiny_model import build_tiny_model
+from llm_serving.local import free_port
 from tests.conftest import OperatorProcess
 from tests.kubeutil import Cluster, condition, llmd, wait_for
+from tests.serving.conftest import SERVED_NAME, ServingApp
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.serving]
 
 NAME = "tiny"
-SERVED_NAME = "tiny"
 WINDOW = "1m"
 LD = ("llmops.dev", "v1alpha1", "llmdeployments")
-STARTUP_TIMEOUT_S = 300
-# Ray's socket paths must stay short: its session folder lives directly under /tmp.
-RAY_DIR = Path(f"/tmp/ray-obs-{os.getpid()}")
 # A shared prefix of several KV blocks (CPU blocks hold up to 128 tokens), so prompts hit the prefix cache.
 PREFIX = "You are a terse assistant for an operator that runs language models on Kubernetes clusters. " * 10
 PROMPTS = [f"{PREFIX}Question {i}: what does a replica do?" for i in range(8)]
@@ -58,23 +54,6 @@ class Stack:
     operator: OperatorProcess
     namespace: str
     workdir: Path
-
-
-def _start_app(model: Path, workdir: Path, port: int, metrics_port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "RAY_metrics_report_interval_ms": "1000",
-        "PYTHONUNBUFFERED": "1",
-        # HAProxy's own listeners default to fixed ports (9101, 8404): free ones, so another local app
-        # (e.g. a benchmark that just stopped) cannot make ours fail its health checks.
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-    }
-    command = local_command(
-        model, port=port, metrics_port=metrics_port, served_name=SERVED_NAME, max_model_len=2048, temp_dir=str(RAY_DIR)
-    )
-    with (workdir / "app.log").open("wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def _scrape_configs(namespace: str, app: str, operator_target: str) -> list[dict[str, Any]]:
@@ -152,23 +131,19 @@ def _load(stack: Stack, prompts: list[str], tag: str = "load") -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(cluster: Cluster, serving_app: ServingApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus_binary()  # fail early with the install hint
     workdir = tmp_path_factory.mktemp("observability")
-    model = build_tiny_model(workdir / "tiny-model")
     namespace = f"obs-{os.getpid() % 100000}"
     cluster.kubectl("create", "namespace", namespace)
-    app_port, metrics_port, prometheus_port = free_port(), free_port(), free_port()
+    app_metrics = urlsplit(serving_app.metrics_url).netloc
     operator_metrics, liveness = free_port(), free_port()
-    app = _start_app(model, workdir, app_port, metrics_port)
     prometheus: Prometheus | None = None
     operator: OperatorProcess | None = None
     try:
         prometheus = Prometheus(
-            workdir,
-            prometheus_port,
-            _scrape_configs(namespace, f"127.0.0.1:{metrics_port}", f"127.0.0.1:{operator_metrics}"),
-        ).start()
+            workdir, free_port(), _scrape_configs(namespace, app_metrics, f"127.0.0.1:{operator_metrics}")
+        )
         env = {
             **os.environ,
             "LLMOP_PROMETHEUS_URL": prometheus.url,
@@ -181,17 +156,14 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             env,
             ["--metrics-port", str(operator_metrics), "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
         ).start()
-        app_url = f"http://127.0.0.1:{app_port}"
-        wait_until_serving(app, app_url, timeout=STARTUP_TIMEOUT_S, log=workdir / "app.log")
+        prometheus.start()  # while the operator starts
         operator.wait_ready()
-        yield Stack(app_url, prometheus, operator, namespace, workdir)
+        yield Stack(serving_app.base_url, prometheus, operator, namespace, workdir)
     finally:
         if operator:
             operator.stop()
         if prometheus:
             prometheus.stop()
-        stop_server(app)
-        shutil.rmtree(RAY_DIR, ignore_errors=True)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
@@ -210,7 +182,11 @@ def _has_data(result: list[dict[str, Any]]) -> bool:
 
 def test_relabeling_labels_every_series_with_deployment_node_type_and_pod(stack: Stack) -> None:
     monitored = '{job=~"serviceMonitor/.*|podMonitor/.*"}'
-    wait_for(lambda: stack.prometheus.query(f"count({monitored})"), timeout=30, what="first scrape")
+    wait_for(
+        lambda: len(stack.prometheus.query(f"count by (job) ({monitored})")) == 2,
+        timeout=30,
+        what="a first scrape by each monitor's job",
+    )
     groups = stack.prometheus.query(f"count by (llm_deployment, namespace, ray_node_type, pod) ({monitored})")
     labels = [g["metric"] for g in groups]
     assert {(g["llm_deployment"], g["namespace"]) for g in labels} == {(NAME, stack.namespace)}
