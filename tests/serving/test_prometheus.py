@@ -2,10 +2,10 @@
 our monitors render; after load from `llm-client`, every dashboard query returns data, and the operator
 writes live figures into status.metrics (stale, with a condition, once Prometheus is gone).
 
-The app is the serving tests' own (`serving_app`: here, so the suite starts one app, not two); one
-Prometheus and one operator for the whole module. The single local Ray node stands in
-for both the head pod (ServiceMonitor job) and a GPU worker pod (PodMonitor job): both jobs scrape it, so
-sums count it twice; quantiles and "has data" are unaffected.
+The app is the serving tests' session app (`serving_app`), so the suite starts one vLLM app, not two; one
+Prometheus and one operator for the whole module. The single local Ray node stands in for both the head
+pod (ServiceMonitor job) and a GPU worker pod (PodMonitor job): both jobs scrape it, so sums count it
+twice; quantiles and "has data" are unaffected.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _load(stack: Stack, prompts: list[str], tag: str = "load") -> dict[str, Any]
 @pytest.fixture(scope="module")
 def stack(cluster: Cluster, serving_app: ServingApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus_binary()  # fail early with the install hint
-    workdir = tmp_path_factory.mktemp("observability")
+    workdir = tmp_path_factory.mktemp("prometheus")
     namespace = f"obs-{os.getpid() % 100000}"
     cluster.kubectl("create", "namespace", namespace)
     app_metrics = urlsplit(serving_app.metrics_url).netloc
