@@ -135,15 +135,14 @@ def stack(cluster: Cluster, serving_app: ServingApp, tmp_path_factory: pytest.Te
     prometheus_binary()  # fail early with the install hint
     workdir = tmp_path_factory.mktemp("prometheus")
     namespace = f"obs-{os.getpid() % 100000}"
-    cluster.kubectl("create", "namespace", namespace)
     app_metrics = urlsplit(serving_app.metrics_url).netloc
     operator_metrics, liveness = free_port(), free_port()
-    prometheus: Prometheus | None = None
+    prometheus = Prometheus(
+        workdir, free_port(), _scrape_configs(namespace, app_metrics, f"127.0.0.1:{operator_metrics}")
+    )
+    cluster.kubectl("create", "namespace", namespace)
     operator: OperatorProcess | None = None
     try:
-        prometheus = Prometheus(
-            workdir, free_port(), _scrape_configs(namespace, app_metrics, f"127.0.0.1:{operator_metrics}")
-        )
         env = {
             **os.environ,
             "LLMOP_PROMETHEUS_URL": prometheus.url,
@@ -162,8 +161,7 @@ def stack(cluster: Cluster, serving_app: ServingApp, tmp_path_factory: pytest.Te
     finally:
         if operator:
             operator.stop()
-        if prometheus:
-            prometheus.stop()
+        prometheus.stop()  # a no-op if it never started
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
