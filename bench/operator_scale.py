@@ -2,10 +2,11 @@
 
 One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N (default 200 and 1000):
 
-- rounds (default 4), alternated: baselines first in even rounds, the burst first in odd ones (an even
-  count gives each side each position equally often: a burst leaves its objects behind for the resync
-  phase, so what runs later in a round meets a fuller cluster; the baselines' objects are deleted once
-  measured, as the API server's CPU per write grows with what it holds):
+- rounds (default 4) of three steps (baselines, burst, burst without dashboards) in an order that changes
+  every round (`ORDERS`: in the default 4 rounds each step runs before each of the others twice): a burst leaves
+  its objects behind for the resync phase, so what runs later in a round meets a fuller cluster; the
+  baselines' and the dashboard-less burst's objects are deleted once measured, as the API server's CPU
+  per write grows with what it holds:
   - baseline: 8 threads create, per deployment, what the operator's work amounts to: the LLMDeployment
     (the user's create, official kubernetes client, as in the operator runs), then through the operator's
     own client library (`llm_operator.k8s`) its RayService + ServiceMonitor + PodMonitor as rendered by our
@@ -14,6 +15,9 @@ One run, its own control plane (etcd + kube-apiserver on 127.0.0.1), for each N 
     watched like the operator runs;
   - burst: a fresh operator over a namespace of its own; 8 threads create N LLMDeployments; apply -> all
     three children present (p50, p99, total); its RSS after;
+  - the same burst of LLMDeployments with `monitoring.dashboards: false`: what the per-deployment dashboard
+    ConfigMap costs a burst (of the two writes the baseline leaves out, the one whose cost shows in a
+    burst; the phase Event's does not: see RESULTS.md);
   each round's ratio is against its own baselines; the table gives their median and range;
 - steady: LLMDeployments created at 10/s; apply -> all children present (p50, p99); and its baseline, the
   same requests made directly at 10/s (create, then the three applies at once), in blocks of 5 (half a
@@ -80,15 +84,27 @@ CHILDREN = {
 }
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SPEC: dict[str, Any] = {"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "engine": {"maxModelLen": 8192}}
+NO_DASHBOARDS: dict[str, Any] = {**SPEC, "monitoring": {"dashboards": False}}
 THREADS = 8
 PACED_RATE = 25.0
 RESYNC_SECONDS = 10
+# The steps of a round, in an order that changes every round, so no step always meets the fuller etcd (each
+# burst leaves its objects) or the machine's slower minutes: in the first 4 rounds each step runs before
+# each of the others twice.
+ORDERS = [
+    ("baselines", "burst", "no-dashboards"),
+    ("no-dashboards", "burst", "baselines"),
+    ("burst", "no-dashboards", "baselines"),
+    ("baselines", "no-dashboards", "burst"),
+    ("no-dashboards", "baselines", "burst"),
+    ("burst", "baselines", "no-dashboards"),
+]
 STEADY_BLOCK = 5  # deployments per block of the steady phase, through the operator and directly in turn
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def manifest(name: str, namespace: str) -> dict[str, Any]:
-    return {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": SPEC}
+def manifest(name: str, namespace: str, spec: dict[str, Any] = SPEC) -> dict[str, Any]:
+    return {"apiVersion": "llmops.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": spec}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -398,14 +414,16 @@ def steady(
     return [present[name] - started[name] for name in present], direct, n - len(present)
 
 
-def create_all(api: client.ApiClient, namespace: str, names: list[str], *, rate: float | None) -> dict[str, float]:
+def create_all(
+    api: client.ApiClient, namespace: str, names: list[str], *, rate: float | None, spec: dict[str, Any] = SPEC
+) -> dict[str, float]:
     """Create LLMDeployments, 8 threads as fast as possible (rate None) or one at `rate`/s; start times."""
     custom = client.CustomObjectsApi(api)
     started: dict[str, float] = {}
 
     def one(name: str) -> None:
         started[name] = time.monotonic()
-        custom.create_namespaced_custom_object(*LD[:2], namespace, LD[2], manifest(name, namespace))
+        custom.create_namespaced_custom_object(*LD[:2], namespace, LD[2], manifest(name, namespace, spec))
 
     if rate is None:
         with ThreadPoolExecutor(THREADS) as pool:
@@ -564,12 +582,20 @@ def clear(api: client.ApiClient, namespace: str) -> None:
 
 
 def burst_round(
-    plane: ControlPlane, api: client.ApiClient, n: int, round_no: int, *, log: Path, profile: Path | None
+    plane: ControlPlane,
+    api: client.ApiClient,
+    n: int,
+    round_no: int,
+    *,
+    log: Path,
+    profile: Path | None,
+    spec: dict[str, Any] = SPEC,
+    tag: str = "burst",
 ) -> tuple[dict[str, Any], Watcher]:
-    """One burst: a fresh operator over a namespace of its own, 8 threads create n LLMDeployments; apply ->
-    all three children present. Returns the figures and the namespace's (still open) watcher."""
+    """One burst: a fresh operator over a namespace of its own, 8 threads create n LLMDeployments of `spec`;
+    apply -> all three children present. Returns the figures and the namespace's (still open) watcher."""
     apiserver = plane.processes["kube-apiserver"].pid
-    namespace = make_namespace(api, f"burst-{n}-{round_no}")
+    namespace = make_namespace(api, f"{tag}-{n}-{round_no}")
     operator = Operator(plane.kubeconfig, [namespace], log).start()
     watcher = Watcher(api, namespace)
     row: dict[str, Any] = {}
@@ -579,7 +605,7 @@ def burst_round(
         op_cpu0, api_cpu0, requests0 = cpu_seconds(operator.pid), cpu_seconds(apiserver), request_counts(plane)
         names = [f"d{i:05d}" for i in range(n)]
         with profiled(operator.pid, profile):
-            started = create_all(api, namespace, names, rate=None)
+            started = create_all(api, namespace, names, rate=None, spec=spec)
             present = watcher.wait_present(names, timeout=max(300, n))
         row["burst_missing"] = n - len(present)
         latencies = [present[name] - started[name] for name in present]
@@ -604,19 +630,27 @@ def run_n(
     row: dict[str, Any] = {"n": n, "steady_n": steady_n, "rounds": []}
     bursts: list[Watcher] = []
     for round_no in range(rounds):
-        # Alternated (baselines first in even rounds, the burst first in odd ones), so neither side always
-        # meets the fuller etcd or the machine's slower minutes.
-        order = ("baselines", "burst") if round_no % 2 == 0 else ("burst", "baselines")
+        order = ORDERS[round_no % len(ORDERS)]
         figures: dict[str, Any] = {"round": round_no, "first": order[0]}
         for step in order:
             if step == "baselines":
                 figures |= baselines(plane, api, n, round_no)
-            else:
+            elif step == "burst":
                 burst, watcher = burst_round(
                     plane, api, n, round_no, log=log, profile=profile if round_no == 0 else None
                 )
                 figures |= burst
                 bursts.append(watcher)
+            else:
+                lean, watcher = burst_round(
+                    plane, api, n, round_no, log=log, profile=None, spec=NO_DASHBOARDS, tag="nodash"
+                )
+                watcher.close()
+                clear(api, watcher.namespace)
+                figures["nodash_total_s"] = lean["burst_total_s"]
+                figures["nodash_missing"] = lean["burst_missing"]
+                figures["nodash_operator_cpu"] = lean["burst_operator_cpu"] + lean["burst_drain_operator_cpu"]
+                figures["nodash_apiserver_cpu"] = lean["burst_apiserver_cpu"]
         row["rounds"].append(figures)
         print(json.dumps(figures), flush=True)
 
@@ -712,8 +746,8 @@ def spread(ratios: list[float]) -> str:
     return f"{statistics.median(ordered):.2f}x ({ordered[0]:.2f}-{ordered[-1]:.2f})"
 
 
-def ratios(row: dict[str, Any], base: str) -> list[float]:
-    return [r["burst_total_s"] / r[base] for r in row["rounds"]]
+def ratios(row: dict[str, Any], base: str, burst: str = "burst_total_s") -> list[float]:
+    return [r[burst] / r[base] for r in row["rounds"]]
 
 
 def markdown(spec: list[tuple[str, Callable[[dict[str, Any]], str]]], rows: list[dict[str, Any]]) -> str:
@@ -730,6 +764,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("rounds", lambda r: str(len(r["rounds"]))),
         ("burst / baseline", lambda r: spread(ratios(r, "baseline_s"))),
         ("burst / baseline with every write", lambda r: spread(ratios(r, "baseline_every_s"))),
+        ("burst without dashboards / baseline", lambda r: spread(ratios(r, "baseline_s", "nodash_total_s"))),
         ("steady 10/s p50/p99 ms", lambda r: f"{r['steady_p50_ms']:.0f}/{r['steady_p99_ms']:.0f}"),
         (
             "steady direct p50/p99 ms (op's share)",
@@ -739,7 +774,10 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"/{r['steady_p99_ms'] - r['steady_base_p99_ms']:+.0f})"
             ),
         ),
-        ("missing b/s", lambda r: f"{sum(x['burst_missing'] for x in r['rounds'])}/{r['steady_missing']}"),
+        (
+            "missing b/s",
+            lambda r: f"{sum(x['burst_missing'] + x['nodash_missing'] for x in r['rounds'])}/{r['steady_missing']}",
+        ),
         ("status p50/p99 ms", lambda r: f"{r['status_p50_ms']:.0f}/{r['status_p99_ms']:.0f}"),
         (
             "op RSS MB after a burst of N: now/peak",
@@ -776,6 +814,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("burst drain s", lambda r: f"{r['burst_drain_s']:.0f}"),
         ("op CPU s burst+drain", lambda r: f"{r['burst_operator_cpu'] + r['burst_drain_operator_cpu']:.1f}"),
         ("apiserver CPU s base/burst", lambda r: f"{r['baseline_apiserver_cpu']:.1f}/{r['burst_apiserver_cpu']:.1f}"),
+        (
+            "no dashboards: s, ratio, op/apiserver CPU s",
+            lambda r: (
+                f"{r['nodash_total_s']:.1f}, {r['nodash_total_s'] / r['baseline_s']:.2f}x,"
+                f" {r['nodash_operator_cpu']:.1f}/{r['nodash_apiserver_cpu']:.1f}"
+            ),
+        ),
         ("requests per object", lambda r: f"{sum(r['burst_requests_per_object'].values()):.2f}"),
     ]
     rounds = [{"n": row["n"], **one} for row in rows for one in row["rounds"]]
@@ -786,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="deployments per burst (repeatable; default 200, 1000)")
     parser.add_argument("--steady-n", type=int, default=None, help="deployments at 10/s (default: min(N, 300))")
-    parser.add_argument("--rounds", type=int, default=4, help="alternated baseline/burst rounds per N (default 4)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per N (default 4), see ORDERS")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator during the largest burst here")
     parser.add_argument(
         "--write-costs", action="store_true", help="first measure the server CPU of each kind of write (~20 s)"
