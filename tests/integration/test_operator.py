@@ -55,6 +55,16 @@ def all_children(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[
     )
 
 
+def phase_events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str, str, str]]:
+    """(type, reason, kind, uid) of the Events about one object."""
+    events = cluster.core.list_namespaced_event(namespace).items
+    return [
+        (e.type, e.reason, e.involved_object.kind, e.involved_object.uid)
+        for e in events
+        if e.involved_object.name == name
+    ]
+
+
 def versions(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
     found = children(cluster, namespace, name)
     found["LLMDeployment"] = cluster.get(*LD, namespace, name)
@@ -86,6 +96,9 @@ def test_creates_children_and_reports_status(cluster: Cluster, namespace: str, o
     assert condition(cluster.get(*LD, namespace, "m"), "CapacityPlanned")["reason"] == "Fits"
     table = cluster.kubectl("get", "llmd", "m", "-n", namespace)
     assert "Pending" in table and "0/1" in table
+    # The phase it entered is an Event on the object (what `kubectl describe` lists).
+    events = wait_for(lambda: phase_events(cluster, namespace, "m"), what="the phase Event")
+    assert events == [("Normal", "Pending", "LLMDeployment", owner["metadata"]["uid"])]
 
 
 def test_second_reconcile_writes_nothing(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
@@ -94,7 +107,7 @@ def test_second_reconcile_writes_nothing(cluster: Cluster, namespace: str, opera
     wait_for(lambda: (cluster.get(*LD, namespace, "idle") or {}).get("status"), what="status")
     time.sleep(1.0)
     before = versions(cluster, namespace, "idle")
-    # An unrelated metadata change makes kopf run the update handler -> a full reconcile.
+    # An unrelated metadata change (no new generation) is a watch event like any other: nothing to write.
     cluster.kubectl("annotate", "llmd", "idle", "-n", namespace, "example.com/note=touched")
     time.sleep(2.0)
     after = versions(cluster, namespace, "idle")
@@ -103,6 +116,8 @@ def test_second_reconcile_writes_nothing(cluster: Cluster, namespace: str, opera
     }
     owner = cluster.get(*LD, namespace, "idle")
     assert owner is not None and owner["status"]["observedGeneration"] == 1
+    # One Event, for the phase it entered: the annotation's watch event changed no phase.
+    assert [reason for _, reason, _, _ in phase_events(cluster, namespace, "idle")] == ["Pending"]
 
 
 def test_spec_change_updates_children(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
