@@ -55,8 +55,8 @@ def all_children(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[
     )
 
 
-def phase_events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str, str, str]]:
-    """(type, reason, kind, uid) of the Events about one object."""
+def events_of(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str, str, str]]:
+    """(type, reason, kind, uid) of every Event about one object."""
     events = cluster.core.list_namespaced_event(namespace).items
     return [
         (e.type, e.reason, e.involved_object.kind, e.involved_object.uid)
@@ -97,7 +97,7 @@ def test_creates_children_and_reports_status(cluster: Cluster, namespace: str, o
     table = cluster.kubectl("get", "llmd", "m", "-n", namespace)
     assert "Pending" in table and "0/1" in table
     # The phase it entered is an Event on the object (what `kubectl describe` lists).
-    events = wait_for(lambda: phase_events(cluster, namespace, "m"), what="the phase Event")
+    events = wait_for(lambda: events_of(cluster, namespace, "m"), what="the phase Event")
     assert events == [("Normal", "Pending", "LLMDeployment", owner["metadata"]["uid"])]
 
 
@@ -117,7 +117,7 @@ def test_second_reconcile_writes_nothing(cluster: Cluster, namespace: str, opera
     owner = cluster.get(*LD, namespace, "idle")
     assert owner is not None and owner["status"]["observedGeneration"] == 1
     # One Event, for the phase it entered: the annotation's watch event changed no phase.
-    assert [reason for _, reason, _, _ in phase_events(cluster, namespace, "idle")] == ["Pending"]
+    assert [reason for _, reason, _, _ in events_of(cluster, namespace, "idle")] == ["Pending"]
 
 
 def test_spec_change_updates_children(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
